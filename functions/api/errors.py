@@ -1,0 +1,68 @@
+"""One place maps domain errors to HTTP answers, all in the documented shape:
+
+    {"error": {"code": "invalid_request", "message": "...", "details": [...]}}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from pydantic import ValidationError
+
+from imagegen.errors import (
+    Forbidden,
+    ImagegenError,
+    InvalidRequest,
+    JobNotFound,
+    ServiceUnavailable,
+    Unauthorized,
+)
+
+logger = Logger()
+
+STATUS_BY_ERROR: dict[type[ImagegenError], int] = {
+    InvalidRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    JobNotFound: 404,
+    ServiceUnavailable: 503,
+}
+
+
+def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Response:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body={"error": {"code": code, "message": message, "details": details or []}},
+    )
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as {field, message}: readable by people and by programs."""
+    return [
+        {"field": ".".join(str(part) for part in err["loc"]) or "body", "message": err["msg"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def register_error_handlers(app: APIGatewayRestResolver) -> None:
+    @app.exception_handler(ImagegenError)
+    def _domain_error(exc: ImagegenError) -> Response:
+        status = next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 500)
+        return error_response(status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(ValidationError)
+    def _invalid_body(exc: ValidationError) -> Response:
+        return error_response(400, "invalid_request", "the request body is invalid", validation_details(exc))
+
+    @app.not_found
+    def _no_route(_: Exception) -> Response:
+        return error_response(404, "not_found", "no such route")
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        # A bug of ours: log it with its trace, tell the caller nothing internal.
+        logger.exception("unhandled error")
+        return error_response(500, "internal_error", "internal error; the request id is in the logs")

@@ -1,0 +1,29 @@
+"""What `GET /v2/jobs/{id}` shows: apiframe v2's job shape, result URLs signed at read time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imagegen.models import Job, JobStatus, iso
+from imagegen.storage import ResultStore
+
+
+def job_view(job: Job, results: ResultStore, url_ttl_seconds: int) -> dict[str, Any]:
+    result = None
+    if job.status is JobStatus.COMPLETED:
+        result = {"images": [results.presigned_url(key, url_ttl_seconds) for key in job.result_keys]}
+    return {
+        "id": job.job_id,
+        "status": job.status.value,
+        "model": job.model,
+        "progress": job.progress,
+        "result": result,
+        "error": job.error,
+        "creditCost": job.charged_credits,
+        "webhookStatus": job.webhook_status,
+        "createdAt": iso(job.created_at),
+        "completedAt": iso(job.completed_at),
+        "prompt": job.prompt,
+        "gptImageParams": job.params.model_dump(),
+        "source": job.source.value,
+    }

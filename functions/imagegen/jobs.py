@@ -1,0 +1,92 @@
+"""The job store: one DynamoDB item per job, written with optimistic locking.
+
+Every change goes through `update`, which re-reads, applies a pure function and writes back on
+the condition that nobody wrote in between. Retried workflow steps and redelivered events can
+then never move a job backwards or finish it twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from imagegen.errors import JobNotFound
+from imagegen.models import Job, utc_now
+
+MAX_CONFLICT_RETRIES = 8
+
+
+class JobStore:
+    def __init__(self, table_name: str, resource: Any = None) -> None:
+        self.table = (resource or boto3.resource("dynamodb")).Table(table_name)
+
+    def create(self, job: Job) -> bool:
+        """Write a new job. False when a job with this id already exists (a redelivery)."""
+        try:
+            self.table.put_item(Item=_to_item(job), ConditionExpression="attribute_not_exists(job_id)")
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def get(self, job_id: str) -> Job:
+        item = self.table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
+        if item is None:
+            raise JobNotFound(f"job {job_id} not found")
+        return _from_item(item)
+
+    def update(self, job_id: str, change: Callable[[Job], Job | None]) -> tuple[Job, bool]:
+        """Apply `change` to the current record and store the result.
+
+        `change` returns the new job, or None to leave the record as it is (e.g. it is already
+        terminal). Returns the job as stored and whether this call changed it.
+        """
+        for _ in range(MAX_CONFLICT_RETRIES):
+            current = self.get(job_id)
+            changed = change(current.model_copy(deep=True))
+            if changed is None:
+                return current, False
+            changed.version = current.version + 1
+            changed.updated_at = utc_now()
+            try:
+                self.table.put_item(
+                    Item=_to_item(changed),
+                    ConditionExpression="#v = :v",
+                    ExpressionAttributeNames={"#v": "version"},
+                    ExpressionAttributeValues={":v": current.version},
+                )
+            except ClientError as exc:
+                if _is_condition_failure(exc):
+                    continue  # somebody else wrote first: read again and re-apply
+                raise
+            return changed, True
+        raise RuntimeError(f"job {job_id}: too many concurrent updates")
+
+
+def _to_item(job: Job) -> dict[str, Any]:
+    return job.model_dump(mode="json", exclude_none=True)
+
+
+def _from_item(item: dict[str, Any]) -> Job:
+    return Job.model_validate(_plain(item))
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB hands numbers back as Decimal; the model wants ints."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"

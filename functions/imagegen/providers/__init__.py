@@ -1,0 +1,20 @@
+"""Provider registry: adding a provider is one module and one line here."""
+
+from __future__ import annotations
+
+import httpx
+
+from imagegen.providers.apiframe import ApiframeProvider
+from imagegen.providers.base import Provider, ProviderConfig
+
+PROVIDERS: dict[str, type[Provider]] = {
+    ApiframeProvider.name: ApiframeProvider,
+}
+
+
+def provider_for(name: str, config: ProviderConfig, client: httpx.Client | None = None) -> Provider:
+    try:
+        provider_class = PROVIDERS[name]
+    except KeyError:
+        raise ValueError(f"unknown provider {name!r}; known: {sorted(PROVIDERS)}") from None
+    return provider_class(config, client)

@@ -1,0 +1,101 @@
+"""Typed settings, read from the environment once per cold start and validated.
+
+Only handlers call `Settings.from_environ()`; everything below them is handed a Settings
+object (or the plain values it needs), so nothing deeper reads os.environ.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from imagegen.credits import DEFAULT_CREDIT_PRICES
+
+ENV_PREFIX = "IMAGEGEN_"
+
+
+class PollSchedule(BaseModel):
+    """How the workflow waits. Waits are computed here and handed to Step Functions through
+    `SecondsPath`, so tests run with zero waits and production can be tuned without a deploy
+    of the definition."""
+
+    first_poll_seconds: int = Field(default=5, ge=0, le=300)
+    poll_interval_seconds: int = Field(default=2, ge=0, le=300)
+    retry_base_seconds: float = Field(default=1.0, ge=0, le=60)
+    retry_max_seconds: int = Field(default=30, ge=0, le=300)
+    max_create_attempts: int = Field(default=6, ge=1, le=50)
+    max_poll_errors: int = Field(default=10, ge=1, le=100)
+
+
+class Settings(BaseModel):
+    jobs_table: str
+    api_keys_table: str
+    results_bucket: str
+    events_topic_arn: str
+    state_machine_arn: str = ""
+    uploads_bucket: str = ""
+    uploads_owner: str = ""  # the key owner charged for jobs started by S3 uploads
+    provider: str = "apiframe"
+    provider_base_url: str = "https://api.apiframe.ai"
+    provider_secret_id: str = ""
+    credit_prices: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CREDIT_PRICES))
+    job_deadline_seconds: int = Field(default=900, ge=30, le=86_400)
+    result_url_ttl_seconds: int = Field(default=3600, ge=60, le=604_800)
+    record_retention_days: int = Field(default=90, ge=1, le=3650)
+    upstream_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    allow_loopback_urls: bool = False  # the local stack only: everything runs on 127.0.0.1 there
+    schedule: PollSchedule = Field(default_factory=PollSchedule)
+
+    @field_validator("credit_prices")
+    @classmethod
+    def _every_quality_priced(cls, prices: dict[str, int]) -> dict[str, int]:
+        missing = set(DEFAULT_CREDIT_PRICES) - set(prices)
+        if missing:
+            raise ValueError(f"credit_prices lacks {sorted(missing)}")
+        if any(p < 0 for p in prices.values()):
+            raise ValueError("credit prices must be >= 0")
+        return prices
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        schedule: dict[str, Any] = {}
+        for name, value in env.items():
+            if not name.startswith(ENV_PREFIX):
+                continue
+            key = name.removeprefix(ENV_PREFIX).lower()
+            if key in PollSchedule.model_fields:
+                schedule[key] = value
+            elif key in cls.model_fields:
+                values[key] = json.loads(value) if key == "credit_prices" else value
+        values["schedule"] = schedule
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:  # a deploy mistake: say which variable, once, at cold start
+            raise RuntimeError(f"invalid imagegen configuration: {exc}") from exc
+
+    def to_environ(self) -> dict[str, str]:
+        """The inverse of from_environ: what infra and the local stack put in a function's env."""
+        env: dict[str, str] = {}
+        for key, value in self.model_dump(exclude={"schedule"}).items():
+            if key == "credit_prices":
+                env[ENV_PREFIX + key.upper()] = json.dumps(value, separators=(",", ":"))
+            elif isinstance(value, bool):
+                env[ENV_PREFIX + key.upper()] = "true" if value else "false"
+            else:
+                env[ENV_PREFIX + key.upper()] = str(value)
+        for key, value in self.schedule.model_dump().items():
+            env[ENV_PREFIX + key.upper()] = str(value)
+        return env
+
+
+@lru_cache(maxsize=1)
+def current_settings() -> Settings:
+    """Settings of this Lambda environment, validated once per cold start (cleared by tests)."""
+    return Settings.from_environ()

@@ -1,0 +1,91 @@
+"""Results in our own S3 bucket. We store object keys and sign URLs at read time, so a result
+URL never expires in the record (REFERENCE §4: users' top complaint)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import httpx
+
+from imagegen.errors import UpstreamTerminalError, UpstreamTransientError
+from imagegen.models import CONTENT_TYPES
+from imagegen.ssrf import safe_stream
+
+EXTENSIONS = {content_type: ext for ext, content_type in CONTENT_TYPES.items()}
+
+
+def image_key(job_id: str, index: int, output_format: str) -> str:
+    """Deterministic, so a retried finalize overwrites instead of duplicating."""
+    return f"images/{job_id}/{index}.{output_format}"
+
+
+class _IterStream(io.RawIOBase):
+    """A read-only file over an iterator of chunks: lets upload_fileobj stream an HTTP body
+    into S3 (multipart above its threshold) without holding the whole image in memory."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+
+class ResultStore:
+    def __init__(
+        self,
+        bucket: str,
+        s3_client: Any = None,
+        http_client: httpx.Client | None = None,
+        allow_loopback_urls: bool = False,
+    ) -> None:
+        self.bucket = bucket
+        self.s3 = s3_client or boto3.client("s3")
+        self.http = http_client or httpx.Client(timeout=httpx.Timeout(60.0, connect=5.0))
+        self.allow_loopback_urls = allow_loopback_urls
+
+    def copy_from_url(self, url: str, key: str, content_type: str) -> None:
+        """Stream an upstream image into S3 under `key`."""
+        try:
+            with safe_stream(self.http, url, self.allow_loopback_urls) as response:
+                if response.status_code == 429 or response.status_code >= 500:
+                    raise UpstreamTransientError(f"image download answered HTTP {response.status_code}")
+                if response.status_code != 200:
+                    raise UpstreamTerminalError(f"image download answered HTTP {response.status_code}")
+                served_type = response.headers.get("content-type", "").split(";")[0].strip()
+                if served_type and not served_type.startswith(("image/", "application/octet-stream")):
+                    raise UpstreamTerminalError(f"upstream served {served_type!r} instead of an image")
+                self.s3.upload_fileobj(
+                    io.BufferedReader(_IterStream(response.iter_bytes(64 * 1024)), 1024 * 1024),
+                    self.bucket,
+                    key,
+                    ExtraArgs={"ContentType": content_type},
+                )
+        except httpx.TimeoutException as exc:
+            raise UpstreamTransientError(f"image download timed out: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise UpstreamTransientError(f"image download failed: {type(exc).__name__}") from exc
+
+    def put_image(self, key: str, data: bytes, content_type: str) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def presigned_url(self, key: str, ttl_seconds: int) -> str:
+        return str(
+            self.s3.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_seconds
+            )
+        )

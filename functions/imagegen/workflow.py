@@ -1,0 +1,258 @@
+"""The job workflow's steps: create the upstream task(s), poll, finalize, record a failure.
+
+Step Functions only routes: each step returns the small state below, whose `next` names the
+following step and whose `waitSeconds` feeds the Wait state's SecondsPath. Retries of
+upstream calls, their backoff and jitter, and the job deadline are decided here, in code that
+unit tests drive directly, and honour a provider's Retry-After.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from imagegen.errors import UpstreamTerminalError, UpstreamTransientError
+from imagegen.events import EventPublisher, JobEvent
+from imagegen.jobs import JobStore
+from imagegen.models import Job, JobStatus, UpstreamTask, utc_now
+from imagegen.providers.base import GenerationRequest, Provider
+from imagegen.settings import PollSchedule
+from imagegen.storage import ResultStore, image_key
+
+Next = Literal["create", "poll", "finalize", "fail", "done"]
+
+
+class StepState(BaseModel):
+    """What travels between states: a job id and a routing decision, never images or URLs
+    (Step Functions payloads are capped at 256 KiB)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    jobId: str  # noqa: N815 (ASL-facing names)
+    next: Next = "create"
+    waitSeconds: int = 0  # noqa: N815
+    reason: str | None = None
+    error: dict[str, Any] | None = None  # set by a Catch: {"Error": ..., "Cause": ...}
+
+
+class JobWorkflow:
+    def __init__(
+        self,
+        store: JobStore,
+        provider_factory: Callable[[str | None], Provider],
+        results: ResultStore,
+        events: EventPublisher,
+        schedule: PollSchedule,
+        clock: Callable[[], datetime] = utc_now,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.provider_factory = provider_factory
+        self.results = results
+        self.events = events
+        self.schedule = schedule
+        self.clock = clock
+        self.jitter = jitter
+
+    # --- create -------------------------------------------------------------------------------
+    def create(self, state: StepState) -> StepState:
+        job = self.store.get(state.jobId)
+        if job.status.is_terminal:
+            return self._route(job, "done")
+        if self._past_deadline(job):
+            return self._fail(job, "deadline exceeded before the upstream task could be created")
+        provider = self.provider_factory(job.provider)
+        request = GenerationRequest(job_id=job.job_id, prompt=job.prompt, params=job.params)
+        recorded = {task.slot for task in job.upstream_tasks}
+        try:
+            for slot in range(provider.task_count(request)):
+                if slot in recorded:
+                    continue  # created by an earlier attempt: reuse it, never create twice
+                created = provider.create_task(request, slot)
+                task = UpstreamTask(slot=slot, task_id=created.task_id)
+                if created.images:
+                    task = self._store_inline_images(job, task, created.images)
+                job = self._record_task(job.job_id, provider.name, task)
+        except UpstreamTerminalError as exc:
+            return self._fail(job, exc.message)
+        except UpstreamTransientError as exc:
+            job, _ = self.store.update(job.job_id, _count_create_attempt)
+            if job.create_attempts >= self.schedule.max_create_attempts:
+                return self._fail(job, f"upstream kept failing after {job.create_attempts} attempts: {exc.message}")
+            return self._wait_then(job, "create", self._backoff(job.create_attempts, exc.retry_after))
+        if all(task.status is JobStatus.COMPLETED for task in job.upstream_tasks):
+            return self._route(job, "finalize")
+        return self._wait_then(job, "poll", self.schedule.first_poll_seconds)
+
+    def _store_inline_images(self, job: Job, task: UpstreamTask, images: list[Any]) -> UpstreamTask:
+        first_index = sum(len(t.stored_keys) for t in job.upstream_tasks)
+        keys = []
+        for offset, image in enumerate(images):
+            key = image_key(job.job_id, first_index + offset, job.params.output_format)
+            self.results.put_image(key, image.data, job.params.content_type)
+            keys.append(key)
+        return task.model_copy(update={"status": JobStatus.COMPLETED, "progress": 100, "stored_keys": keys})
+
+    def _record_task(self, job_id: str, provider_name: str, task: UpstreamTask) -> Job:
+        def record(job: Job) -> Job | None:
+            if job.status.is_terminal or any(t.slot == task.slot for t in job.upstream_tasks):
+                return None
+            job.upstream_tasks.append(task)
+            job.provider = provider_name
+            job.status = JobStatus.PROCESSING
+            return job
+
+        job, _ = self.store.update(job_id, record)
+        return job
+
+    # --- poll ---------------------------------------------------------------------------------
+    def poll(self, state: StepState) -> StepState:
+        job = self.store.get(state.jobId)
+        if job.status.is_terminal:
+            return self._route(job, "done")
+        if self._past_deadline(job):
+            return self._fail(job, "deadline exceeded: the upstream did not finish in time")
+        provider = self.provider_factory(job.provider)
+        updates: dict[int, UpstreamTask] = {}
+        try:
+            for task in job.upstream_tasks:
+                if task.status is not JobStatus.COMPLETED:
+                    seen = provider.get_task(task.task_id)
+                    updates[task.slot] = task.model_copy(
+                        update={
+                            "status": seen.status,
+                            "progress": seen.progress,
+                            "image_urls": seen.image_urls,
+                            "error": seen.error,
+                        }
+                    )
+        except UpstreamTerminalError as exc:
+            return self._fail(job, exc.message)
+        except UpstreamTransientError as exc:
+            job, _ = self.store.update(job.job_id, _count_poll_error)
+            if job.poll_errors > self.schedule.max_poll_errors:
+                return self._fail(job, f"upstream status kept failing: {exc.message}")
+            return self._wait_then(job, "poll", self._backoff(1, exc.retry_after, floor=self._poll_interval(job)))
+        job, _ = self.store.update(job.job_id, lambda j: _apply_poll(j, updates))
+        failed = [t for t in job.upstream_tasks if t.status is JobStatus.FAILED]
+        if failed:
+            return self._fail(job, failed[0].error or "the upstream task failed")
+        if all(t.status is JobStatus.COMPLETED for t in job.upstream_tasks):
+            return self._route(job, "finalize")
+        return self._wait_then(job, "poll", self._poll_interval(job))
+
+    # --- finalize -----------------------------------------------------------------------------
+    def finalize(self, state: StepState) -> StepState:
+        """Copy every image into S3 under a deterministic key, then mark COMPLETED and announce
+        it. Transient download errors propagate so the state machine's Retry runs again."""
+        job = self.store.get(state.jobId)
+        if job.status.is_terminal:
+            return self._route(job, "done")
+        keys: list[str] = []
+        for task in sorted(job.upstream_tasks, key=lambda t: t.slot):
+            keys.extend(task.stored_keys)
+            for url in task.image_urls:
+                key = image_key(job.job_id, len(keys), job.params.output_format)
+                self.results.copy_from_url(url, key, job.params.content_type)
+                keys.append(key)
+        if not keys:
+            return self._fail(job, "the upstream finished without any image")
+        job, changed = self.store.update(job.job_id, lambda j: _completed(j, keys, self.clock()))
+        if changed:
+            self.events.publish(JobEvent.for_job(job, self.results.bucket))
+        return self._route(job, "done")
+
+    # --- fail ---------------------------------------------------------------------------------
+    def fail(self, state: StepState) -> StepState:
+        """Record a failure decided by a step (`reason`) or caught by the state machine (`error`)."""
+        reason = state.reason or _reason_from_catch(state.error)
+        job, changed = self.store.update(state.jobId, lambda j: _failed(j, reason, self.clock()))
+        if changed:
+            self.events.publish(JobEvent.for_job(job, self.results.bucket))
+        return StepState(jobId=job.job_id, next="done", reason=job.error)
+
+    # --- helpers ------------------------------------------------------------------------------
+    def _fail(self, job: Job, reason: str) -> StepState:
+        return StepState(jobId=job.job_id, next="fail", reason=reason)
+
+    def _route(self, job: Job, next_step: Next) -> StepState:
+        return StepState(jobId=job.job_id, next=next_step)
+
+    def _wait_then(self, job: Job, next_step: Next, seconds: float) -> StepState:
+        # Never wait past the deadline: the step after the wait is the one that fails the job.
+        remaining = (job.deadline_at - self.clock()).total_seconds()
+        wait = max(0, min(math.ceil(seconds), math.ceil(max(remaining, 0))))
+        return StepState(jobId=job.job_id, next=next_step, waitSeconds=wait)
+
+    def _past_deadline(self, job: Job) -> bool:
+        return self.clock() >= job.deadline_at
+
+    def _poll_interval(self, job: Job) -> float:
+        return float(self.schedule.poll_interval_seconds)
+
+    def _backoff(self, attempt: int, retry_after: float | None, floor: float = 0.0) -> float:
+        """Exponential backoff with full jitter, never sooner than the provider's Retry-After."""
+        ceiling = min(self.schedule.retry_max_seconds, self.schedule.retry_base_seconds * 2 ** (attempt - 1))
+        return max(self.jitter() * ceiling, retry_after or 0.0, floor)
+
+
+def _count_create_attempt(job: Job) -> Job:
+    job.create_attempts += 1
+    return job
+
+
+def _count_poll_error(job: Job) -> Job:
+    job.poll_errors += 1
+    return job
+
+
+def _apply_poll(job: Job, updates: dict[int, UpstreamTask]) -> Job | None:
+    if job.status.is_terminal:
+        return None
+    job.upstream_tasks = [updates.get(t.slot, t) for t in job.upstream_tasks]
+    # Progress of a fanned-out job is the mean of its tasks'; 100 only once it is stored in S3.
+    mean = sum(t.progress for t in job.upstream_tasks) / max(len(job.upstream_tasks), 1)
+    job.progress = min(99, max(job.progress, int(mean)))
+    job.status = JobStatus.PROCESSING
+    return job
+
+
+def _completed(job: Job, keys: list[str], now: datetime) -> Job | None:
+    if job.status.is_terminal:
+        return None
+    job.status = JobStatus.COMPLETED
+    job.result_keys = keys
+    job.progress = 100
+    job.error = None
+    job.completed_at = now
+    return job
+
+
+def _failed(job: Job, reason: str, now: datetime) -> Job | None:
+    if job.status.is_terminal:
+        return None
+    job.status = JobStatus.FAILED
+    job.error = reason
+    job.completed_at = now
+    return job
+
+
+def _reason_from_catch(error: dict[str, Any] | None) -> str:
+    """A Catch hands us {"Error": name, "Cause": text}; Lambda's Cause is JSON with errorMessage."""
+    import json
+
+    if not error:
+        return "the job failed for an unknown reason"
+    name, cause = str(error.get("Error", "Error")), error.get("Cause")
+    try:
+        message = json.loads(cause).get("errorMessage") if cause else None
+    except (ValueError, AttributeError):
+        message = cause
+    if name == "States.Timeout":
+        return "a workflow step timed out"
+    return f"{name}: {message}" if message else name

@@ -1,0 +1,71 @@
+"""Entry points of the workflow's four Lambda functions (one module, one function each).
+
+Each parses the state Step Functions hands it, runs one step of imagegen.workflow and returns
+the next state. Deployed as separate functions so each has its own role, timeout and metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from imagegen.runtime import services
+from imagegen.workflow import JobWorkflow, StepState
+
+logger = Logger()
+metrics = Metrics()
+
+
+def _workflow() -> JobWorkflow:
+    svc = services()
+    return JobWorkflow(
+        store=svc.jobs,
+        provider_factory=svc.provider,
+        results=svc.results,
+        events=svc.events,
+        schedule=svc.settings.schedule,
+    )
+
+
+def _answer(state: StepState) -> dict[str, Any]:
+    logger.info("step done", job_id=state.jobId, next=state.next, wait_seconds=state.waitSeconds)
+    return state.model_dump(exclude_none=True)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def create_task(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return _answer(_workflow().create(StepState.model_validate(event)))
+
+
+@logger.inject_lambda_context(clear_state=True)
+def poll_task(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return _answer(_workflow().poll(StepState.model_validate(event)))
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(raise_on_empty_metrics=False)
+def finalize_job(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    state = _workflow().finalize(StepState.model_validate(event))
+    _count_outcome(state.jobId)
+    return _answer(state)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(raise_on_empty_metrics=False)
+def fail_job(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    state = _workflow().fail(StepState.model_validate(event))
+    _count_outcome(state.jobId)
+    return _answer(state)
+
+
+def _count_outcome(job_id: str) -> None:
+    """EMF metrics for the dashboard: jobs completed/failed and end-to-end latency."""
+    job = services().jobs.get(job_id)
+    if not job.status.is_terminal or job.completed_at is None:
+        return
+    metrics.add_metric(name=f"Jobs{job.status.value.title()}", unit=MetricUnit.Count, value=1)
+    latency = (job.completed_at - job.created_at).total_seconds()
+    metrics.add_metric(name="JobLatency", unit=MetricUnit.Seconds, value=latency)

@@ -1,0 +1,80 @@
+"""One description of our resources, read by the CDK stack and by the local stack.
+
+Names, keys, handlers, timeouts and output keys live here so the two stacks cannot drift:
+the local stack creates exactly these resources in moto, the CDK stack declares them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "imagegen"
+LOCAL_ACCOUNT = "123456789012"  # moto's default account
+LOCAL_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    partition_key: str
+    ttl_attribute: str | None = None
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A Lambda function. `settings` lists which Settings groups it needs in its environment;
+    the function factory (infra) and the local runtime both build the env from it."""
+
+    name: str
+    handler: str
+    timeout_seconds: int
+    memory_mb: int = 256
+    description: str = ""
+
+
+JOBS_TABLE = TableSpec(f"{PREFIX}-jobs", "job_id", ttl_attribute="expires_at")
+API_KEYS_TABLE = TableSpec(f"{PREFIX}-api-keys", "key_hash")
+EVENTS_TOPIC = f"{PREFIX}-events"
+STATE_MACHINE = f"{PREFIX}-jobs"
+PROVIDER_SECRET = f"{PREFIX}/provider-api-key"
+
+
+def bucket_name(purpose: str, account: str, region: str) -> str:
+    """Bucket names are global: account and region make them unique per deployment."""
+    return f"{PREFIX}-{purpose}-{account}-{region}"
+
+
+API_FUNCTION = FunctionSpec(f"{PREFIX}-api", "api.handler.lambda_handler", 29, 256, "Public API")
+CREATE_TASK_FUNCTION = FunctionSpec(
+    # Synchronous providers (OpenAI) render inside this call: a high-quality image can take minutes.
+    f"{PREFIX}-create-task", "workflow.handler.create_task", 300, 512, "Create the upstream task(s)"
+)
+POLL_TASK_FUNCTION = FunctionSpec(f"{PREFIX}-poll-task", "workflow.handler.poll_task", 30, 256, "Poll upstream")
+FINALIZE_FUNCTION = FunctionSpec(
+    f"{PREFIX}-finalize-job", "workflow.handler.finalize_job", 300, 512, "Copy images to S3, complete the job"
+)
+FAIL_FUNCTION = FunctionSpec(f"{PREFIX}-fail-job", "workflow.handler.fail_job", 30, 256, "Record a failed job")
+# S3-triggered edits: objects under EDITS_PREFIX in the uploads bucket start edit jobs.
+S3_EDIT_FUNCTION = FunctionSpec(f"{PREFIX}-s3-edit", "s3_edit.handler.lambda_handler", 60, 256, "Start edits from S3")
+EDITS_PREFIX = "edits/"
+
+WORKFLOW_FUNCTIONS = {
+    # substitution name in the definition -> function
+    "CreateTaskFunctionArn": CREATE_TASK_FUNCTION,
+    "PollTaskFunctionArn": POLL_TASK_FUNCTION,
+    "FinalizeJobFunctionArn": FINALIZE_FUNCTION,
+    "FailJobFunctionArn": FAIL_FUNCTION,
+}
+ALL_FUNCTIONS = [API_FUNCTION, *WORKFLOW_FUNCTIONS.values(), S3_EDIT_FUNCTION]
+
+# Outputs of both stacks: CfnOutputs of the CDK stack, keys of local-stack.json.
+OUTPUT_KEYS = (
+    "ApiUrl",
+    "ApiKey",
+    "ResultsBucket",
+    "UploadsBucket",
+    "JobsTable",
+    "EventsTopicArn",
+    "StateMachineArn",
+    "AwsEndpointUrl",
+)

@@ -1,0 +1,1 @@
+"""Local-only tooling for imagegen: emulated upstreams and helpers for the local stack."""

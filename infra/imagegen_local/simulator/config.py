@@ -1,0 +1,98 @@
+"""Simulator settings: render latency, auth and fault knobs, readable from the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+TaskOutcome = Literal["fail", "never"]
+
+# A scripted failure code that means "answer normally, but only after hang_seconds".
+# Lets a test force a client read timeout deterministically instead of by probability.
+HANG = 0
+
+RATE_FIELDS = (
+    "error_rate",
+    "rate_limit_rate",
+    "timeout_rate",
+    "task_failure_rate",
+    "never_finish_rate",
+)
+_FAULT_ENV_KEYS = (*RATE_FIELDS, "hang_seconds")
+
+
+@dataclass
+class SimulatorConfig:
+    """How the simulated upstream behaves. Fault fields may be changed while it runs."""
+
+    latency: tuple[float, float] = (3.0, 10.0)  # seconds a task takes, drawn uniformly
+    api_key: str | None = None  # None: any non-empty key is accepted
+    seed: int | None = None  # seeds the simulator's random.Random (faults, latency)
+    error_rate: float = 0.0  # answer 500/502/503 to an API call
+    rate_limit_rate: float = 0.0  # answer 429 with Retry-After: 1
+    timeout_rate: float = 0.0  # answer only after hang_seconds
+    task_failure_rate: float = 0.0  # task ends FAILED with fail_reason
+    never_finish_rate: float = 0.0  # task stays in progress forever
+    hang_seconds: float = 30.0
+    create_failures: list[int] = field(default_factory=list)  # popped one per create call
+    poll_failures: list[int] = field(default_factory=list)  # popped one per status call
+    task_outcome: TaskOutcome | None = None  # forces the outcome of every new task
+    fail_reason: str = "content policy violation"
+
+    def __post_init__(self) -> None:
+        self.latency = _checked_latency(tuple(self.latency))
+        for name in RATE_FIELDS:
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        if self.task_outcome not in (None, "fail", "never"):
+            raise ValueError(f"task_outcome must be 'fail', 'never' or None, got {self.task_outcome!r}")
+        if self.hang_seconds < 0:
+            raise ValueError("hang_seconds must not be negative")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> SimulatorConfig:
+        """Build a config from IMAGEGEN_SIM_* variables; unset or empty ones keep defaults.
+
+        IMAGEGEN_SIM_LATENCY="min,max" (or one number), IMAGEGEN_SIM_FAULTS="error_rate=0.1,...",
+        and, as extras, IMAGEGEN_SIM_API_KEY and IMAGEGEN_SIM_SEED.
+        """
+        overrides: dict[str, object] = {}
+        if latency := environ.get("IMAGEGEN_SIM_LATENCY", "").strip():
+            overrides["latency"] = parse_latency(latency)
+        if faults := environ.get("IMAGEGEN_SIM_FAULTS", "").strip():
+            overrides.update(parse_faults(faults))
+        if api_key := environ.get("IMAGEGEN_SIM_API_KEY", "").strip():
+            overrides["api_key"] = api_key
+        if seed := environ.get("IMAGEGEN_SIM_SEED", "").strip():
+            overrides["seed"] = int(seed)
+        return cls(**overrides)  # type: ignore[arg-type]
+
+
+def parse_latency(text: str) -> tuple[float, float]:
+    """'3,10' -> (3.0, 10.0); '2' -> (2.0, 2.0)."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2:
+        raise ValueError(f"latency must be 'min,max' or one number, got {text!r}")
+    return _checked_latency((float(parts[0]), float(parts[1])))
+
+
+def parse_faults(text: str) -> dict[str, float]:
+    """'error_rate=0.1,rate_limit_rate=0.05' -> {'error_rate': 0.1, ...}; unknown keys fail loudly."""
+    faults: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in _FAULT_ENV_KEYS:
+            raise ValueError(f"bad fault setting {item!r}; expected one of {', '.join(_FAULT_ENV_KEYS)}")
+        faults[key] = float(value)
+    return faults
+
+
+def _checked_latency(latency: tuple[float, ...]) -> tuple[float, float]:
+    if len(latency) != 2 or not 0 <= latency[0] <= latency[1]:
+        raise ValueError(f"latency must be (min, max) with 0 <= min <= max, got {latency}")
+    return (float(latency[0]), float(latency[1]))

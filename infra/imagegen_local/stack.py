@@ -1,0 +1,257 @@
+"""The local stack: the whole service on loopback, no Docker, no AWS account.
+
+moto in server mode emulates every AWS service we use; our resources are created there from
+the same blueprint the CDK stack reads; the state machine is the same definition, executed by
+moto's interpreter; Lambda handlers run in-process through their real entry points; a local
+API gateway serves HTTP; the upstream simulator stands in for the provider unless a real
+base URL is configured.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import secrets
+import socket
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from imagegen_infra import blueprint as bp
+from imagegen_infra.workflow_definition import definition_json, render
+from imagegen_local.gateway import LocalApiGateway
+from imagegen_local.lambda_runtime import InProcessLambdaRuntime, load_handler
+
+log = logging.getLogger("imagegen.local")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+OUTPUTS_FILE = REPO_ROOT / "local-stack.json"
+LOCAL_OWNER = "local-user"
+REGION = bp.LOCAL_REGION
+ACCOUNT = bp.LOCAL_ACCOUNT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalStackConfig:
+    port: int = 8787
+    api_key: str | None = None
+    provider: str = "apiframe"
+    provider_base_url: str | None = None  # None: the embedded simulator
+    provider_api_key: str | None = None
+    sim_latency: str | None = None  # "min,max" seconds for the simulator
+    sim_faults: str | None = None
+    # Extra IMAGEGEN_* settings (poll schedule, deadline...) for the functions' environment.
+    settings_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LocalStackConfig:
+        env = os.environ if environ is None else environ
+        passthrough = ("IMAGEGEN_FIRST_POLL_SECONDS", "IMAGEGEN_POLL_INTERVAL_SECONDS", "IMAGEGEN_JOB_DEADLINE_SECONDS",
+                       "IMAGEGEN_RETRY_BASE_SECONDS", "IMAGEGEN_RETRY_MAX_SECONDS", "IMAGEGEN_MAX_CREATE_ATTEMPTS",
+                       "IMAGEGEN_UPSTREAM_TIMEOUT_SECONDS")
+        return cls(
+            port=int(env.get("IMAGEGEN_LOCAL_PORT", "8787")),
+            api_key=env.get("IMAGEGEN_API_KEY") or None,
+            provider=env.get("IMAGEGEN_PROVIDER") or "apiframe",
+            provider_base_url=env.get("IMAGEGEN_PROVIDER_BASE_URL") or None,
+            provider_api_key=env.get("IMAGEGEN_PROVIDER_API_KEY") or None,
+            sim_latency=env.get("IMAGEGEN_SIM_LATENCY") or None,
+            sim_faults=env.get("IMAGEGEN_SIM_FAULTS") or None,
+            settings_env={k: env[k] for k in passthrough if env.get(k)},
+        )
+
+
+class LocalStack:
+    def __init__(self, config: LocalStackConfig | None = None) -> None:
+        self.config = config or LocalStackConfig()
+        self.runtime = InProcessLambdaRuntime()
+        self.outputs: dict[str, str] = {}
+        self.simulator: Any = None
+        self._moto: Any = None
+        self._gateway: LocalApiGateway | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> dict[str, str]:
+        self._start_moto()
+        self._start_simulator()
+        self._create_resources()
+        self._gateway = LocalApiGateway(load_handler(bp.API_FUNCTION.handler), bp.API_FUNCTION.name,
+                                        port=self.config.port)
+        self._gateway.start()
+        self.outputs["ApiUrl"] = self._gateway.url
+        return self.outputs
+
+    def stop(self) -> None:
+        if self._gateway:
+            self._gateway.stop()
+        if self.simulator:
+            self.simulator.stop()
+        if self._moto:
+            self._moto.stop()
+        self.runtime.uninstall()
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def write_outputs(self, path: Path = OUTPUTS_FILE) -> Path:
+        path.write_text(json.dumps(self.outputs, indent=2) + "\n")
+        return path
+
+    # --- parts --------------------------------------------------------------------------------
+    def _start_moto(self) -> None:
+        from moto.core.config import default_user_config
+        from moto.server import ThreadedMotoServer
+
+        port = free_port()
+        # Everything in this process (our handlers, moto's Step Functions interpreter) talks to
+        # this one server; MOTO_PORT is how the interpreter finds it for its Lambda calls.
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 (moto's dummy credentials)
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "MOTO_PORT": str(port),
+            }
+        )
+        os.environ.pop("AWS_PROFILE", None)
+        default_user_config["stepfunctions"] = {"execute_state_machine": True}
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
+        self.runtime.install()
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._moto.start()
+        self.outputs["AwsEndpointUrl"] = os.environ["AWS_ENDPOINT_URL"]
+
+    def _start_simulator(self) -> None:
+        if self.config.provider_base_url:
+            return
+        from imagegen_local.simulator import SimulatorConfig, UpstreamSimulator
+
+        sim_env = {"IMAGEGEN_SIM_LATENCY": self.config.sim_latency or "", "IMAGEGEN_SIM_FAULTS": self.config.sim_faults or ""}
+        sim_config = SimulatorConfig.from_env({k: v for k, v in sim_env.items() if v})
+        self.config.provider_api_key = self.config.provider_api_key or "sim_" + secrets.token_hex(12)
+        sim_config.api_key = self.config.provider_api_key
+        self.simulator = UpstreamSimulator(sim_config, host="127.0.0.1", port=0)
+        self.simulator.start()
+        self.config.provider_base_url = self.simulator.base_url
+
+    def _create_resources(self) -> None:
+        from imagegen.keys import KeyStore
+        from imagegen.runtime import reset
+        from imagegen.settings import Settings
+
+        session = boto3.session.Session(region_name=REGION)
+        dynamodb, s3 = session.client("dynamodb"), session.client("s3")
+        for table in (bp.JOBS_TABLE, bp.API_KEYS_TABLE):
+            dynamodb.create_table(
+                TableName=table.name,
+                AttributeDefinitions=[{"AttributeName": table.partition_key, "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": table.partition_key, "KeyType": "HASH"}],
+                BillingMode="PAY_PER_REQUEST",
+                SSESpecification={"Enabled": True},
+            )
+            if table.ttl_attribute:
+                dynamodb.update_time_to_live(
+                    TableName=table.name,
+                    TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+                )
+        results_bucket = bp.bucket_name("results", ACCOUNT, REGION)
+        s3.create_bucket(Bucket=results_bucket)
+        s3.put_public_access_block(
+            Bucket=results_bucket,
+            PublicAccessBlockConfiguration={k: True for k in ("BlockPublicAcls", "IgnorePublicAcls",
+                                                              "BlockPublicPolicy", "RestrictPublicBuckets")},
+        )
+        topic_arn = session.client("sns").create_topic(Name=bp.EVENTS_TOPIC)["TopicArn"]
+        secret = session.client("secretsmanager").create_secret(
+            Name=bp.PROVIDER_SECRET, SecretString=self.config.provider_api_key or "unset"
+        )
+        settings = Settings(
+            jobs_table=bp.JOBS_TABLE.name,
+            api_keys_table=bp.API_KEYS_TABLE.name,
+            results_bucket=results_bucket,
+            events_topic_arn=topic_arn,
+            state_machine_arn=f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{bp.STATE_MACHINE}",
+            provider=self.config.provider,
+            provider_base_url=self.config.provider_base_url or "",
+            provider_secret_id=secret["ARN"],
+            allow_loopback_urls=True,  # local mode only: the simulator and moto live on 127.0.0.1
+        )
+        function_env = {**settings.to_environ(), "IMAGEGEN_FIRST_POLL_SECONDS": "1",
+                        "IMAGEGEN_POLL_INTERVAL_SECONDS": "1", **self.config.settings_env,
+                        "POWERTOOLS_SERVICE_NAME": "imagegen", "POWERTOOLS_METRICS_NAMESPACE": "imagegen"}
+        # In Lambda each function gets this environment; in-process they share os.environ.
+        os.environ.update(function_env)
+        reset()
+        settings = Settings.from_environ()
+        arns = self._create_functions(session, function_env)
+        sfn = session.client("stepfunctions")
+        machine = sfn.create_state_machine(
+            name=bp.STATE_MACHINE,
+            definition=render(definition_json(settings.job_deadline_seconds), arns),
+            roleArn=self._role_arn(session),
+            type="STANDARD",
+        )
+        api_key = KeyStore(bp.API_KEYS_TABLE.name).create(LOCAL_OWNER, raw_key=self.config.api_key)
+        self.outputs.update(
+            {
+                "ApiKey": api_key,
+                "ResultsBucket": results_bucket,
+                "JobsTable": bp.JOBS_TABLE.name,
+                "EventsTopicArn": topic_arn,
+                "StateMachineArn": machine["stateMachineArn"],
+            }
+        )
+
+    def _role_arn(self, session: boto3.session.Session) -> str:
+        iam = session.client("iam")
+        try:
+            return str(iam.get_role(RoleName="imagegen-local")["Role"]["Arn"])
+        except iam.exceptions.NoSuchEntityException:
+            trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                     "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]}}]}
+            return str(iam.create_role(RoleName="imagegen-local", AssumeRolePolicyDocument=json.dumps(trust))
+                       ["Role"]["Arn"])
+
+    def _create_functions(self, session: boto3.session.Session, env: dict[str, str]) -> dict[str, str]:
+        """Register every function in moto with the blueprint's handler, timeout and memory;
+        the code runs in-process (lambda_runtime), so the zip is only a placeholder."""
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("README.txt", "code runs in-process from functions/")
+        lambda_client = session.client("lambda")
+        role = self._role_arn(session)
+        arns: dict[str, str] = {}
+        for function in bp.ALL_FUNCTIONS:
+            created = lambda_client.create_function(
+                FunctionName=function.name,
+                Runtime="python3.13",
+                Role=role,
+                Handler=function.handler,
+                Code={"ZipFile": buffer.getvalue()},
+                Timeout=function.timeout_seconds,
+                MemorySize=function.memory_mb,
+                Architectures=["arm64"],
+                Environment={"Variables": env},
+            )
+            for key, spec in bp.WORKFLOW_FUNCTIONS.items():
+                if spec == function:
+                    arns[key] = created["FunctionArn"]
+        return arns
