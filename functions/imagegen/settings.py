@@ -44,7 +44,7 @@ class Settings(BaseModel):
     provider_base_url: str = "https://api.apiframe.ai"
     provider_secret_id: str = ""
     credit_prices: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CREDIT_PRICES))
-    job_deadline_seconds: int = Field(default=900, ge=30, le=86_400)
+    job_deadline_seconds: int = Field(default=900, ge=1, le=86_400)
     result_url_ttl_seconds: int = Field(default=3600, ge=60, le=604_800)
     record_retention_days: int = Field(default=90, ge=1, le=3650)
     upstream_timeout_seconds: float = Field(default=20.0, gt=0, le=300)

@@ -37,6 +37,10 @@ LAMBDA_SERVICE_ERRORS = [
 ]
 # Raised by finalize when an image download fails transiently (class name = Lambda errorType).
 TRANSIENT_UPSTREAM_ERROR = "UpstreamTransientError"
+# A crash of our own step (a bug, an out-of-memory, a timeout) is retried once before the job
+# fails: a crash between creating the upstream task and recording it must not lose the job, and
+# the retry reuses the task through the provider's idempotency key.
+RETRY_ONCE_ON_CRASH = {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 1, "BackoffRate": 1.0}
 TASK_TIMEOUT_MARGIN_SECONDS = 30
 EXECUTION_MARGIN_SECONDS = 900  # finalize and failure recording after the job deadline
 
@@ -85,7 +89,7 @@ def definition(job_deadline_seconds: int) -> dict[str, Any]:
         "StartAt": "CreateTask",
         "TimeoutSeconds": job_deadline_seconds + EXECUTION_MARGIN_SECONDS,
         "States": {
-            "CreateTask": _lambda_task(CREATE_TASK_FUNCTION, "Route"),
+            "CreateTask": _lambda_task(CREATE_TASK_FUNCTION, "Route", extra_retry=[RETRY_ONCE_ON_CRASH]),
             "Route": {
                 "Type": "Choice",
                 "Choices": [
@@ -95,7 +99,7 @@ def definition(job_deadline_seconds: int) -> dict[str, Any]:
             },
             "WaitBeforeCreate": _wait("CreateTask"),
             "WaitBeforePoll": _wait("PollTask"),
-            "PollTask": _lambda_task(POLL_TASK_FUNCTION, "Route"),
+            "PollTask": _lambda_task(POLL_TASK_FUNCTION, "Route", extra_retry=[RETRY_ONCE_ON_CRASH]),
             "Finalize": _lambda_task(
                 FINALIZE_FUNCTION,
                 "Route",

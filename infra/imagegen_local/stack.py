@@ -73,6 +73,16 @@ class LocalStackConfig:
         )
 
 
+def _share_running_workers_on_deepcopy() -> None:
+    """Work around a moto 5.2 bug: StartExecution deep-copies the state machine, earlier
+    executions included, and a running execution's worker holds locks that cannot be copied,
+    so every execution after the first one failed. The clone never needs its own copy of
+    another execution's worker: share it."""
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    ExecutionWorker.__deepcopy__ = lambda self, memo: self  # type: ignore[attr-defined]
+
+
 class LocalStack:
     def __init__(self, config: LocalStackConfig | None = None) -> None:
         self.config = config or LocalStackConfig()
@@ -133,6 +143,7 @@ class LocalStack:
         )
         os.environ.pop("AWS_PROFILE", None)
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
+        _share_running_workers_on_deepcopy()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
         self.runtime.install()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

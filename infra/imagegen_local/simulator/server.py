@@ -88,10 +88,10 @@ class UpstreamSimulator:
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("simulator not started")
-        host, port = self._server.server_address[:2]
+        host, port = str(self._server.server_address[0]), self._server.server_address[1]
         if host in ("0.0.0.0", "::", ""):  # noqa: S104 - comparing, not binding
             host = "127.0.0.1"  # bound to all interfaces: loopback is still the usable address
-        if ":" in str(host):
+        if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{port}"
 
@@ -186,6 +186,9 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like real providers; needs Content-Length always
     timeout = 60  # idle keep-alive connections give their thread back eventually
+    # Headers and body go out in separate writes; with Nagle on, keep-alive clients wait
+    # ~40 ms for a delayed ACK on every answer.
+    disable_nagle_algorithm = True
     server: _Server
 
     def do_GET(self) -> None:
@@ -203,7 +206,8 @@ class _Handler(BaseHTTPRequestHandler):
             response = Response.json(status, {"error": {"message": str(error)}})
             self.close_connection = True  # the unread body would corrupt the next request
         else:
-            request = Request(self.command, path, self.headers, body)
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            request = Request(self.command, path, headers, body)
             try:
                 response = sim.handle(request)
             except Exception:

@@ -41,11 +41,11 @@ class ApiError(Exception):
 class Request:
     method: str
     path: str  # without the query string
-    headers: Mapping[str, str]  # case-insensitive (an email.message.Message in practice)
+    headers: Mapping[str, str]  # names lower-cased
     body: bytes = b""
 
     def header(self, name: str) -> str | None:
-        value = self.headers.get(name)
+        value = self.headers.get(name.lower())
         return value.strip() if value and value.strip() else None
 
     def bearer_token(self) -> str | None:

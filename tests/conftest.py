@@ -1,0 +1,147 @@
+"""Shared fixtures. One local stack (moto server + simulator + local API) serves the whole
+session: integration, workflow and end-to-end tests all run against the same real parts.
+
+Seams, as Powertools documents them: settings and clients are cached per cold start, so
+`reconfigure` clears those caches whenever a test changes the functions' environment.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EVENTS = REPO / "events"
+
+# Fast schedule for tests: zero waits between polls, small backoff. Waits are data-driven, so
+# this changes only the numbers the steps compute, not the definition that runs.
+FAST_ENV = {
+    "IMAGEGEN_FIRST_POLL_SECONDS": "0",
+    "IMAGEGEN_POLL_INTERVAL_SECONDS": "0",
+    "IMAGEGEN_RETRY_BASE_SECONDS": "0",
+    "IMAGEGEN_RETRY_MAX_SECONDS": "1",
+}
+
+
+def load_event(relative: str) -> dict[str, Any]:
+    return json.loads((EVENTS / relative).read_text())
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Any]:
+    from imagegen_local.stack import LocalStack, LocalStackConfig
+
+    config = LocalStackConfig(port=0, sim_latency="0.05,0.2", settings_env=dict(FAST_ENV))
+    local = LocalStack(config)
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="session")
+def outputs(stack: Any) -> dict[str, str]:
+    return dict(stack.outputs)
+
+
+@pytest.fixture
+def api(outputs: dict[str, str]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=outputs["ApiUrl"], headers={"X-API-Key": outputs["ApiKey"]}, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def simulator(stack: Any) -> Iterator[Any]:
+    """The stack's upstream simulator; fault knobs a test sets are undone afterwards."""
+    config = stack.simulator.config
+    saved = {f.name: copy.copy(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    yield stack.simulator
+    for name, value in saved.items():
+        setattr(config, name, value)
+
+
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Change the functions' environment for one test (in-process functions share os.environ)."""
+    from imagegen.runtime import reset
+
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    reset()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset()
+
+
+@pytest.fixture
+def reconfigure() -> Any:
+    return environment
+
+
+TERMINAL = ("COMPLETED", "FAILED")
+
+
+def wait_for_job(api: httpx.Client, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Poll our API until the job is terminal; returns the last view."""
+    deadline = time.monotonic() + timeout
+    while True:
+        view = api.get(f"/v2/jobs/{job_id}").json()
+        if view.get("status") in TERMINAL or time.monotonic() > deadline:
+            return view
+        time.sleep(0.1)
+
+
+def submit(api: httpx.Client, **params: Any) -> str:
+    body = {"prompt": params.pop("prompt", "a lighthouse at dawn"), "model": "gpt-image-1.5", "gptImageParams": params}
+    response = api.post("/v2/images/generate", json=body)
+    assert response.status_code == 202, response.text
+    return str(response.json()["jobId"])
+
+
+@pytest.fixture(scope="session")
+def event_queue(stack: Any, outputs: dict[str, str]) -> str:
+    """An SQS queue subscribed to the events topic, as an integration would subscribe."""
+    sqs, sns = boto3.client("sqs"), boto3.client("sns")
+    queue_url = sqs.create_queue(QueueName="imagegen-test-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=outputs["EventsTopicArn"], Protocol="sqs", Endpoint=queue_arn,
+                  Attributes={"RawMessageDelivery": "true"})
+    return str(queue_url)
+
+
+@pytest.fixture
+def job_events(event_queue: str) -> Any:
+    """events_for(job_id) -> the SNS messages published about that job so far."""
+    sqs = boto3.client("sqs")
+    seen: list[dict[str, Any]] = []
+
+    def events_for(job_id: str, expect: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in sqs.receive_message(QueueUrl=event_queue, MaxNumberOfMessages=10,
+                                               WaitTimeSeconds=0).get("Messages", []):
+                seen.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=event_queue, ReceiptHandle=message["ReceiptHandle"])
+            mine = [e for e in seen if e.get("jobId") == job_id]
+            if len(mine) >= expect:
+                return mine
+            time.sleep(0.1)
+        return [e for e in seen if e.get("jobId") == job_id]
+
+    return events_for
