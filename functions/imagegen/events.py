@@ -64,6 +64,7 @@ class EventPublisher:
             MessageAttributes={
                 "eventType": {"DataType": "String", "StringValue": event.type},
                 "status": {"DataType": "String", "StringValue": event.status},
+                "source": {"DataType": "String", "StringValue": event.source},
             },
         )
         return str(response["MessageId"])

@@ -56,6 +56,11 @@ FINALIZE_FUNCTION = FunctionSpec(
 FAIL_FUNCTION = FunctionSpec(f"{PREFIX}-fail-job", "workflow.handler.fail_job", 30, 256, "Record a failed job")
 # S3-triggered edits: objects under EDITS_PREFIX in the uploads bucket start edit jobs.
 S3_EDIT_FUNCTION = FunctionSpec(f"{PREFIX}-s3-edit", "s3_edit.handler.lambda_handler", 60, 256, "Start edits from S3")
+# Writes `<name>.result.json` / `.error.json` next to an upload once its job ends: subscribed
+# to the events topic (filter: source = s3), so the workflow knows nothing of uploads.
+S3_RESULT_FUNCTION = FunctionSpec(
+    f"{PREFIX}-s3-edit-result", "s3_edit.handler.write_result", 30, 256, "Write edit results next to uploads"
+)
 EDITS_PREFIX = "edits/"
 
 WORKFLOW_FUNCTIONS = {
@@ -65,7 +70,7 @@ WORKFLOW_FUNCTIONS = {
     "FinalizeJobFunctionArn": FINALIZE_FUNCTION,
     "FailJobFunctionArn": FAIL_FUNCTION,
 }
-ALL_FUNCTIONS = [API_FUNCTION, *WORKFLOW_FUNCTIONS.values(), S3_EDIT_FUNCTION]
+ALL_FUNCTIONS = [API_FUNCTION, *WORKFLOW_FUNCTIONS.values(), S3_EDIT_FUNCTION, S3_RESULT_FUNCTION]
 
 # Outputs of both stacks: CfnOutputs of the CDK stack, keys of local-stack.json.
 OUTPUT_KEYS = (
