@@ -40,6 +40,7 @@ class Settings(BaseModel):
     state_machine_arn: str = ""
     uploads_bucket: str = ""
     uploads_owner: str = ""  # the key owner charged for jobs started by S3 uploads
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)  # S3 edits: larger uploads are rejected
     provider: str = "apiframe"
     provider_base_url: str = "https://api.apiframe.ai"
     provider_secret_id: str = ""

@@ -83,3 +83,15 @@ OUTPUT_KEYS = (
     "StateMachineArn",
     "AwsEndpointUrl",
 )
+
+# --- Cloud deployment (the CDK stack) --------------------------------------------------------
+STACK_NAME = PREFIX
+# Every function's runtime; the dependency layer is built for this version (infra/bundling.py).
+LAMBDA_RUNTIME = "python3.14"
+API_NAME = f"{PREFIX}-api"
+API_STAGE = "prod"
+ALARMS_TOPIC = f"{PREFIX}-alarms"
+DASHBOARD = PREFIX
+# Powertools' service name and EMF namespace: the dashboard reads the metrics they name.
+SERVICE_NAME = PREFIX
+METRICS_NAMESPACE = PREFIX

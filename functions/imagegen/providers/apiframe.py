@@ -24,6 +24,7 @@ _STATUS = {
 
 class ApiframeProvider(Provider):
     name = "apiframe"
+    default_base_url = "https://api.apiframe.ai"
 
     def create_task(self, request: GenerationRequest, slot: int) -> CreatedTask:
         body = {

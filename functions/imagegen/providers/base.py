@@ -2,20 +2,33 @@
 
 A provider turns our request into one or more upstream tasks and reports their state in our
 vocabulary. It raises UpstreamTransientError when trying again can help (timeouts, 429, 5xx)
-and UpstreamTerminalError when it cannot (validation, content policy); the workflow decides
-about retries, deadlines and storage, never the provider.
+and UpstreamTerminalError when it cannot (validation, content policy, unknown model); the
+workflow decides about retries, deadlines, failover and storage, never the provider.
+
+Adding a provider is one module (a Provider subclass) and one line in
+imagegen.providers.PROVIDERS; docs/providers.md walks through it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
 
 import httpx
 
 from imagegen.errors import UpstreamTerminalError, UpstreamTransientError
 from imagegen.models import GptImageParams, JobStatus
+
+MAX_INPUT_IMAGE_BYTES = 20 * 1024 * 1024  # per input image a provider fetches itself
+
+
+class UpstreamUnavailableError(UpstreamTransientError):
+    """Transient, and the upstream certainly did not act on the request: the connection was
+    never made, or it answered 429 / 503. Only after failures of this kind may a job move to
+    another provider (failover): a timeout or a 500 may have created a task we never heard of."""
 
 
 @dataclass(frozen=True)
@@ -60,17 +73,24 @@ class ProviderConfig:
     base_url: str
     api_key: str
     timeout_seconds: float = 20.0
+    # Read timeout of a call that renders before it answers (OpenAI). Longer than a
+    # high-quality render, shorter than the create-task function's own timeout.
+    render_timeout_seconds: float = 240.0
+    # Whether input images on 127.0.0.1 may be fetched (the local stack only).
+    allow_loopback_urls: bool = False
+    max_input_image_bytes: int = MAX_INPUT_IMAGE_BYTES
 
 
 class Provider(ABC):
     """Subclasses set `name` and register themselves in imagegen.providers.PROVIDERS."""
 
     name: ClassVar[str]
+    default_base_url: ClassVar[str]
 
     def __init__(self, config: ProviderConfig, client: httpx.Client | None = None) -> None:
         self.config = config
         self.http = client or httpx.Client(
-            base_url=config.base_url.rstrip("/"),
+            base_url=(config.base_url or self.default_base_url).rstrip("/"),
             timeout=httpx.Timeout(config.timeout_seconds, connect=5.0),
             follow_redirects=False,
         )
@@ -78,6 +98,11 @@ class Provider(ABC):
     def task_count(self, request: GenerationRequest) -> int:
         """How many upstream tasks this request needs (one unless the provider fans out)."""
         return 1
+
+    def refusal(self, request: GenerationRequest) -> str | None:
+        """Why this provider cannot serve `request` at all (a missing feature), or None.
+        create_task fails such a request as terminal; failover skips such a provider."""
+        return None
 
     @abstractmethod
     def create_task(self, request: GenerationRequest, slot: int) -> CreatedTask:
@@ -89,21 +114,25 @@ class Provider(ABC):
 
     # Shared plumbing: one place classifies HTTP failures, so every provider agrees on what
     # is worth a retry.
-    def send(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+    def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self.http.request(method, path, **kwargs)  # type: ignore[arg-type]
+            response = self.http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing reached the upstream: safe to retry anywhere.
+            raise UpstreamUnavailableError(f"{self.name}: connection failed ({type(exc).__name__})") from exc
         except httpx.TimeoutException as exc:
             raise UpstreamTransientError(f"{self.name}: timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             raise UpstreamTransientError(f"{self.name}: connection failed ({type(exc).__name__})") from exc
-        if response.status_code == 429 or response.status_code >= 500:
-            raise UpstreamTransientError(
-                f"{self.name}: HTTP {response.status_code}: {self.error_message(response)}",
-                retry_after=retry_after_seconds(response),
-            )
         if response.status_code >= 400:
-            raise UpstreamTerminalError(f"{self.name}: {self.error_message(response)}")
+            raise self.error_for(response)
         return response
+
+    def error_for(self, response: httpx.Response) -> UpstreamTransientError | UpstreamTerminalError:
+        """The error an HTTP error answer stands for; providers with special cases override."""
+        return classify(
+            self.name, response.status_code, self.error_message(response), retry_after_seconds(response)
+        )
 
     def error_message(self, response: httpx.Response) -> str:
         """The provider's own words for an error response; subclasses know their shapes."""
@@ -111,6 +140,19 @@ class Provider(ABC):
 
     def close(self) -> None:
         self.http.close()
+
+
+def classify(
+    provider: str, code: int, message: str, retry_after: float | None = None
+) -> UpstreamTransientError | UpstreamTerminalError:
+    """One rule for HTTP status codes and for status codes a provider puts in a body:
+    429 and 503 (nothing done), 408 and other 5xx (maybe done) are transient; any other
+    code (validation, auth, credits, content policy, unknown model) is terminal."""
+    if code in (429, 503):
+        return UpstreamUnavailableError(f"{provider}: HTTP {code}: {message}", retry_after=retry_after)
+    if code == 408 or code >= 500:
+        return UpstreamTransientError(f"{provider}: HTTP {code}: {message}", retry_after=retry_after)
+    return UpstreamTerminalError(f"{provider}: {message}")
 
 
 def default_error_message(response: httpx.Response) -> str:
@@ -128,11 +170,19 @@ def default_error_message(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}"
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
+def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: either delay-seconds or an HTTP-date (RFC 9110)."""
     value = response.headers.get("retry-after")
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
-        return None  # an HTTP-date: rare for APIs; the backoff schedule applies instead
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

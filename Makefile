@@ -1,0 +1,38 @@
+# imagegen: the project's vocabulary. Every target sets itself up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export PYTHONPATH := functions:infra
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+.PHONY: setup demo local test test-fast synth lint format clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed  ## create .venv with everything the project needs
+
+demo: setup  ## run the service locally, send the seed's request, save the images into ./out
+	$(BIN)/python -m imagegen_local.demo
+
+local: setup  ## run the service locally in the foreground (Ctrl-C stops it)
+	$(BIN)/python -m imagegen_local
+
+test: setup  ## every test: unit, integration, workflow, end to end, infrastructure
+	$(BIN)/python -m pytest
+
+test-fast: setup  ## everything but the CDK synthesis checks
+	$(BIN)/python -m pytest -m "not infra"
+
+lint: setup
+	$(BIN)/ruff check functions infra tests
+	$(BIN)/mypy functions infra/imagegen_local
+
+format: setup
+	$(BIN)/ruff format functions infra tests
+
+clean:
+	rm -rf $(VENV) build cdk.out out local-stack.json .pytest_cache

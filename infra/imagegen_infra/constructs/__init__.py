@@ -1,0 +1,1 @@
+"""One construct per concern; the stack (imagegen_infra.stack) composes them."""

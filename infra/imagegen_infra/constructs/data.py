@@ -1,0 +1,34 @@
+"""The two DynamoDB tables of the blueprint: jobs and hashed API keys."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from constructs import Construct
+
+from imagegen_infra import blueprint as bp
+
+
+class Data(Construct):
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.jobs_table = _table(self, "JobsTable", bp.JOBS_TABLE)
+        self.api_keys_table = _table(self, "ApiKeysTable", bp.API_KEYS_TABLE)
+
+
+def _table(scope: Construct, construct_id: str, spec: bp.TableSpec) -> dynamodb.Table:
+    return dynamodb.Table(
+        scope,
+        construct_id,
+        table_name=spec.name,
+        partition_key=dynamodb.Attribute(name=spec.partition_key, type=dynamodb.AttributeType.STRING),
+        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+        encryption=dynamodb.TableEncryption.AWS_MANAGED,
+        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+            point_in_time_recovery_enabled=True
+        ),
+        time_to_live_attribute=spec.ttl_attribute,
+        # Jobs (with their credit charges) and keys are the service's data: a stack deletion
+        # must not take them along.
+        removal_policy=RemovalPolicy.RETAIN,
+    )

@@ -1,0 +1,76 @@
+"""S3: generated images (results), S3-triggered edits (uploads) and their access logs."""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from cdk_nag import NagSuppressions
+from constructs import Construct
+
+from imagegen_infra import blueprint as bp
+from imagegen_infra.config import DeployConfig
+
+
+class Storage(Construct):
+    def __init__(self, scope: Construct, construct_id: str, config: DeployConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.access_logs_bucket = _bucket(
+            self, "AccessLogsBucket", "access-logs", retention_days=config.log_retention_days
+        )
+        NagSuppressions.add_resource_suppressions(self.access_logs_bucket, [{
+            "id": "AwsSolutions-S1",
+            "reason": "This is the server access log bucket of the other buckets; logging it into "
+                      "itself would log its own log deliveries without end.",
+        }])
+        # Results are read through presigned URLs signed by the API role: SSE-S3 keeps those
+        # working without granting KMS to every reader.
+        self.results_bucket = _bucket(
+            self, "ResultsBucket", "results", retention_days=config.result_retention_days,
+            access_logs=self.access_logs_bucket,
+        )
+        # Versioned: an S3 event names the object version, so a redelivered event (same key and
+        # version) is recognised and does not start a second job.
+        self.uploads_bucket = _bucket(
+            self, "UploadsBucket", "uploads", retention_days=config.upload_retention_days,
+            access_logs=self.access_logs_bucket, versioned=True,
+        )
+
+    def start_edits_with(self, handler: lambda_.IFunction) -> None:
+        """Objects created under EDITS_PREFIX start edit jobs (CDK adds the invoke permission)."""
+        self.uploads_bucket.add_event_notification(
+            s3.EventType.OBJECT_CREATED,
+            s3n.LambdaDestination(handler),
+            s3.NotificationKeyFilter(prefix=bp.EDITS_PREFIX),
+        )
+
+
+def _bucket(scope: Construct, construct_id: str, purpose: str, *, retention_days: int,
+            access_logs: s3.IBucket | None = None, versioned: bool = False) -> s3.Bucket:
+    expiry = Duration.days(retention_days)
+    return s3.Bucket(
+        scope,
+        construct_id,
+        bucket_name=bp.bucket_name(purpose, Aws.ACCOUNT_ID, Aws.REGION),
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        # Server access logs can only be delivered to an SSE-S3 bucket; the others match it.
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        enforce_ssl=True,
+        minimum_tls_version=1.2,
+        versioned=versioned,
+        server_access_logs_bucket=access_logs,
+        server_access_logs_prefix=f"{purpose}/" if access_logs else None,
+        lifecycle_rules=[
+            s3.LifecycleRule(
+                id="expire",
+                expiration=expiry,
+                noncurrent_version_expiration=Duration.days(1) if versioned else None,
+                abort_incomplete_multipart_upload_after=Duration.days(1),
+            )
+        ],
+        # Images and uploads are users' data (and the access logs an audit trail): kept when the
+        # stack is deleted; the lifecycle rule still empties them over time.
+        removal_policy=RemovalPolicy.RETAIN,
+    )

@@ -1,0 +1,197 @@
+"""The API function's real entry point, called in-process with API Gateway events from events/,
+against moto: answers, error shapes, and what lands in DynamoDB and Step Functions."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from imagegen.keys import KeyStore, hash_key
+from imagegen_infra import blueprint as bp
+from imagegen_local.lambda_runtime import FakeLambdaContext
+from tests.conftest import load_event
+
+
+def call(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    from api.handler import lambda_handler
+
+    answer = lambda_handler(event, FakeLambdaContext(function_name=bp.API_FUNCTION.name))
+    headers = {**answer.get("headers", {}), **{k: v[-1] for k, v in answer.get("multiValueHeaders", {}).items()}}
+    assert headers["Content-Type"] == "application/json"
+    return answer["statusCode"], json.loads(answer["body"])
+
+
+def with_key(event: dict[str, Any], key: str | None) -> dict[str, Any]:
+    event = copy.deepcopy(event)
+    event["headers"].pop("X-API-Key", None)
+    event["multiValueHeaders"].pop("X-API-Key", None)
+    if key is not None:
+        event["headers"]["X-API-Key"] = key
+        event["multiValueHeaders"]["X-API-Key"] = [key]
+    return event
+
+
+def get_job_event(job_id: str, key: str) -> dict[str, Any]:
+    event = with_key(load_event("api/get_job.json"), key)
+    event["path"] = f"/v2/jobs/{job_id}"
+    event["pathParameters"] = {"id": job_id}
+    return event
+
+
+def assert_error_shape(body: dict[str, Any], code: str) -> None:
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert isinstance(body["error"]["details"], list)
+
+
+def test_seed_example_is_accepted_stored_and_started(stack, outputs):
+    status, body = call(with_key(load_event("api/generate_seed_example.json"), outputs["ApiKey"]))
+
+    assert status == 202
+    assert body["status"] == "QUEUED" and set(body) == {"jobId", "status"}
+    item = boto3.resource("dynamodb").Table(outputs["JobsTable"]).get_item(Key={"job_id": body["jobId"]})["Item"]
+    assert item["owner"] == "local-user" and item["credit_cost"] == 24
+    assert item["params"]["aspect_ratio"] == "3:2" and item["params"]["output_format"] == "png"
+    execution_arn = outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + ":" + body["jobId"]
+    execution = boto3.client("stepfunctions").describe_execution(executionArn=execution_arn)
+    assert json.loads(execution["input"]) == {"jobId": body["jobId"]}
+
+
+def test_defaults_of_the_seed_are_applied(stack, outputs):
+    status, body = call(with_key(load_event("api/generate_three_medium_webp.json"), outputs["ApiKey"]))
+    assert status == 202
+
+    status, view = call(get_job_event(body["jobId"], outputs["ApiKey"]))
+
+    assert status == 200
+    assert view["gptImageParams"] == {
+        "quality": "medium", "aspect_ratio": "1:1", "output_format": "webp", "background": "auto",
+        "input_images": None, "input_fidelity": "low", "number_of_images": 3,
+    }
+    assert view["creditCost"] == 27  # the seed's own example: 3 x 9
+
+
+def test_every_invalid_field_is_reported_in_one_400(stack, outputs):
+    status, body = call(with_key(load_event("api/generate_invalid_params.json"), outputs["ApiKey"]))
+
+    assert status == 400
+    assert_error_shape(body, "invalid_request")
+    fields = {d["field"] for d in body["error"]["details"]}
+    assert {"prompt", "model", "gptImageParams.quality", "gptImageParams.aspectRatio",
+            "gptImageParams.number_of_images"} <= fields
+
+
+@pytest.mark.parametrize("body", ["prompt=a fox", "[1, 2]", "", "null"])
+def test_a_body_that_is_not_a_json_object_is_a_400(stack, outputs, body):
+    event = with_key(load_event("api/generate_not_json.json"), outputs["ApiKey"])
+    event["body"] = body
+
+    status, answer = call(event)
+
+    assert status == 400
+    assert_error_shape(answer, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"background": "transparent", "output_format": "jpeg"}, "gptImageParams.background"),
+        ({"input_images": ["file:///etc/passwd"]}, "gptImageParams.input_images"),
+        ({"number_of_images": 0}, "gptImageParams.number_of_images"),
+    ],
+)
+def test_invalid_param_combinations_are_a_400(stack, outputs, params, field):
+    event = with_key(load_event("api/generate_seed_example.json"), outputs["ApiKey"])
+    event["body"] = json.dumps({"prompt": "x", "model": "gpt-image-1.5", "gptImageParams": params})
+
+    status, body = call(event)
+
+    assert status == 400
+    assert field in {d["field"] for d in body["error"]["details"]}
+
+
+def test_input_images_on_private_addresses_are_refused(stack, outputs):
+    event = with_key(load_event("api/generate_seed_example.json"), outputs["ApiKey"])
+    event["body"] = json.dumps({"prompt": "edit", "model": "gpt-image-1.5",
+                                "gptImageParams": {"input_images": ["http://169.254.169.254/latest/meta-data/"]}})
+
+    status, body = call(event)
+
+    assert status == 400
+    assert_error_shape(body, "unsafe_url")
+
+
+def test_missing_key_is_a_401(stack):
+    status, body = call(load_event("api/generate_missing_key.json"))
+
+    assert status == 401
+    assert_error_shape(body, "unauthorized")
+    assert "required" in body["error"]["message"]
+
+
+def test_unknown_key_is_a_401(stack):
+    status, body = call(with_key(load_event("api/generate_seed_example.json"), "igk_not_a_key"))
+
+    assert status == 401
+    assert body["error"]["message"] == "Invalid API key"
+
+
+def test_inactive_key_is_a_403(stack, outputs):
+    key = KeyStore(outputs.get("ApiKeysTable", bp.API_KEYS_TABLE.name)).create("someone-else")
+    boto3.resource("dynamodb").Table(bp.API_KEYS_TABLE.name).update_item(
+        Key={"key_hash": hash_key(key)}, UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": "inactive"})
+
+    status, body = call(with_key(load_event("api/generate_seed_example.json"), key))
+
+    assert status == 403
+    assert_error_shape(body, "forbidden")
+
+
+def test_unknown_job_is_a_404(stack, outputs):
+    status, body = call(get_job_event("00000000-0000-0000-0000-000000000000", outputs["ApiKey"]))
+
+    assert status == 404
+    assert_error_shape(body, "not_found")
+
+
+def test_another_owners_job_is_a_404(stack, outputs):
+    _, submitted = call(with_key(load_event("api/generate_seed_example.json"), outputs["ApiKey"]))
+    stranger = KeyStore(bp.API_KEYS_TABLE.name).create("stranger")
+
+    status, body = call(get_job_event(submitted["jobId"], stranger))
+
+    assert status == 404
+    assert_error_shape(body, "not_found")
+
+
+def test_unknown_route_is_a_404_in_our_shape(stack, outputs):
+    event = with_key(load_event("api/get_job.json"), outputs["ApiKey"])
+    event["path"] = "/v1/nothing-here"
+
+    status, body = call(event)
+
+    assert status == 404
+    assert_error_shape(body, "not_found")
+
+
+def test_a_workflow_that_cannot_start_fails_the_job_and_answers_503(stack, outputs, monkeypatch):
+    from imagegen.runtime import services
+
+    def refuse(**_: Any) -> None:
+        raise boto3.client("stepfunctions").exceptions.ClientError(
+            {"Error": {"Code": "ServiceUnavailable", "Message": "try later"}}, "StartExecution")
+
+    monkeypatch.setattr(services().starter.sfn, "start_execution", refuse)
+    status, body = call(with_key(load_event("api/generate_seed_example.json"), outputs["ApiKey"]))
+
+    assert status == 503
+    assert_error_shape(body, "service_unavailable")
+    jobs = boto3.resource("dynamodb").Table(outputs["JobsTable"]).scan()["Items"]
+    failed = [j for j in jobs if j.get("error", "").startswith("could not start the job's workflow")]
+    assert failed and all(j["status"] == "FAILED" for j in failed)
