@@ -27,7 +27,7 @@ def _is_public(address: IpAddress, allow_loopback: bool) -> bool:
         address = address.ipv4_mapped
     if allow_loopback and address.is_loopback:
         return True
-    return not (
+    return address.is_global and not (  # is_global also excludes shared space (100.64/10)
         address.is_private
         or address.is_loopback
         or address.is_link_local

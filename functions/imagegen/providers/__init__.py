@@ -5,10 +5,14 @@ from __future__ import annotations
 import httpx
 
 from imagegen.providers.apiframe import ApiframeProvider
+from imagegen.providers.apiinone import ApiinOneProvider
 from imagegen.providers.base import Provider, ProviderConfig
+from imagegen.providers.openai import OpenAIProvider
 
 PROVIDERS: dict[str, type[Provider]] = {
     ApiframeProvider.name: ApiframeProvider,
+    ApiinOneProvider.name: ApiinOneProvider,
+    OpenAIProvider.name: OpenAIProvider,
 }
 
 

@@ -1,0 +1,107 @@
+"""The workflow functions' real entry points, called in-process with the states Step Functions
+hands them (events/workflow/), against moto: idempotent steps and every failure recorded."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from imagegen.jobs import JobStore
+from imagegen.models import GenerateRequest, JobStatus, utc_now
+from imagegen.settings import Settings
+from imagegen.submission import new_job
+from imagegen_infra import blueprint as bp
+from imagegen_local.lambda_runtime import FakeLambdaContext
+from tests.conftest import load_event
+
+
+def store() -> JobStore:
+    return JobStore(bp.JOBS_TABLE.name)
+
+
+def stored_job(**changes: Any) -> str:
+    """A job written straight to the store, as the submit step leaves it."""
+    request = GenerateRequest(prompt="a quiet harbour", model="gpt-image-1.5")
+    job = new_job(request, owner="local-user", settings=Settings.from_environ())
+    for name, value in changes.items():
+        setattr(job, name, value)
+    assert store().create(job)
+    return job.job_id
+
+
+def run(entry_point: str, sample: str, job_id: str) -> dict[str, Any]:
+    import workflow.handler as handlers
+
+    event = {**load_event(sample), "jobId": job_id}
+    return getattr(handlers, entry_point)(event, FakeLambdaContext(function_name=entry_point))  # type: ignore[no-any-return]
+
+
+def test_a_failure_caught_by_the_state_machine_is_recorded_with_the_functions_message(stack, job_events):
+    job_id = stored_job()
+
+    answer = run("fail_job", "workflow/fail_job_caught.json", job_id)
+
+    assert answer["next"] == "done"
+    job = store().get(job_id)
+    assert job.status is JobStatus.FAILED and job.error == "RuntimeError: boom"
+    assert job.charged_credits == 0
+    [event] = job_events(job_id)
+    assert event["type"] == "job.failed" and event["error"] == "RuntimeError: boom"
+
+
+def test_the_execution_backstop_fails_a_job_left_processing(stack):
+    job_id = stored_job(status=JobStatus.PROCESSING)
+
+    run("fail_job", "workflow/fail_job_execution_ended.json", job_id)
+
+    assert store().get(job_id).error == "the workflow execution ended TIMED_OUT"
+
+
+def test_recording_a_failure_twice_changes_nothing_and_announces_once(stack, job_events):
+    job_id = stored_job()
+    run("fail_job", "workflow/fail_job_decided.json", job_id)
+    first = store().get(job_id)
+
+    run("fail_job", "workflow/fail_job_caught.json", job_id)
+
+    again = store().get(job_id)
+    assert (again.error, again.version) == (first.error, first.version)
+    assert len(job_events(job_id, expect=2, timeout=1.0)) == 1
+
+
+def test_a_completed_job_is_never_failed_afterwards(stack):
+    job_id = stored_job(status=JobStatus.COMPLETED, result_keys=[f"images/x/0.webp"])
+
+    run("fail_job", "workflow/fail_job_decided.json", job_id)
+
+    assert store().get(job_id).status is JobStatus.COMPLETED
+
+
+def test_poll_after_the_deadline_routes_to_failure(stack):
+    job_id = stored_job(status=JobStatus.PROCESSING, deadline_at=utc_now() - timedelta(seconds=1))
+
+    answer = run("poll_task", "workflow/poll_task.json", job_id)
+
+    assert answer["next"] == "fail" and "deadline exceeded" in answer["reason"]
+
+
+@pytest.mark.parametrize("entry_point", ["create_task", "poll_task", "finalize_job"])
+def test_steps_on_a_finished_job_do_nothing(stack, entry_point):
+    job_id = stored_job(status=JobStatus.FAILED, error="earlier failure")
+    sample = {"create_task": "workflow/create_task.json", "poll_task": "workflow/poll_task.json",
+              "finalize_job": "workflow/finalize_job.json"}[entry_point]
+
+    answer = run(entry_point, sample, job_id)
+
+    assert answer["next"] == "done"
+    assert store().get(job_id).error == "earlier failure"
+
+
+def test_an_unknown_job_raises_so_the_state_machine_catches_it(stack):
+    import workflow.handler as handlers
+    from imagegen.errors import JobNotFound
+
+    with pytest.raises(JobNotFound):
+        handlers.poll_task(load_event("workflow/poll_task.json"), FakeLambdaContext(function_name="poll"))
