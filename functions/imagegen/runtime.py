@@ -45,20 +45,34 @@ class Services:
     def starter(self) -> WorkflowStarter:
         return WorkflowStarter(self.settings.state_machine_arn)
 
+    @cached_property
+    def _providers(self) -> dict[str, tuple[str, Provider]]:
+        return {}  # name -> (the key it was built with, provider)
+
     def provider(self, name: str | None = None) -> Provider:
         """The configured provider (or the one that served a job), its key read from Secrets
-        Manager through Powertools' cached parameters: never from an environment variable."""
+        Manager through Powertools' cached parameters: never from an environment variable.
+        Kept per name and key, so a warm function reuses its connections; a rotated key makes
+        a new one."""
         from aws_lambda_powertools.utilities import parameters
 
-        if not self.settings.provider_secret_id:
-            raise RuntimeError("no provider secret configured (IMAGEGEN_PROVIDER_SECRET_ID)")
-        api_key = parameters.get_secret(self.settings.provider_secret_id, max_age=SECRET_CACHE_SECONDS)
-        config = ProviderConfig(
-            base_url=self.settings.provider_base_url,
-            api_key=str(api_key),
-            timeout_seconds=self.settings.upstream_timeout_seconds,
-        )
-        return provider_for(name or self.settings.provider, config)
+        name = name or self.settings.provider
+        secret_id = self.settings.provider_secret_id_for(name)
+        if not secret_id:
+            raise RuntimeError(f"no secret configured for provider {name!r} (IMAGEGEN_PROVIDER_SECRET_ID)")
+        api_key = str(parameters.get_secret(secret_id, max_age=SECRET_CACHE_SECONDS))
+        built_with, cached = self._providers.get(name, ("", None))
+        if cached is None or built_with != api_key:
+            config = ProviderConfig(
+                base_url=self.settings.provider_base_url_for(name),
+                api_key=api_key,
+                timeout_seconds=self.settings.upstream_timeout_seconds,
+                render_timeout_seconds=self.settings.render_timeout_seconds,
+                allow_loopback_urls=self.settings.allow_loopback_urls,
+            )
+            cached = provider_for(name, config)
+            self._providers[name] = (api_key, cached)
+        return cached
 
 
 @lru_cache(maxsize=1)

@@ -12,11 +12,13 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from imagegen.credits import DEFAULT_CREDIT_PRICES
 
 ENV_PREFIX = "IMAGEGEN_"
+# Settings given as JSON objects in the environment; lists are comma-separated.
+JSON_FIELDS = ("credit_prices", "provider_base_urls", "provider_secret_ids")
 
 
 class PollSchedule(BaseModel):
@@ -41,14 +43,24 @@ class Settings(BaseModel):
     uploads_bucket: str = ""
     uploads_owner: str = ""  # the key owner charged for jobs started by S3 uploads
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)  # S3 edits: larger uploads are rejected
+    # Upstream providers (docs/providers.md). `provider` serves new jobs; `provider_failover`
+    # lists, in order, where a job goes when the one before it keeps failing transiently on
+    # create before any task exists. A base URL or secret id of a provider comes from the
+    # per-provider map, else from the shared value (base URL: else the provider's public URL).
     provider: str = "apiframe"
-    provider_base_url: str = "https://api.apiframe.ai"
+    provider_failover: list[str] = Field(default_factory=list)
+    provider_base_url: str = ""
+    provider_base_urls: dict[str, str] = Field(default_factory=dict)
     provider_secret_id: str = ""
+    provider_secret_ids: dict[str, str] = Field(default_factory=dict)
     credit_prices: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CREDIT_PRICES))
     job_deadline_seconds: int = Field(default=900, ge=1, le=86_400)
     result_url_ttl_seconds: int = Field(default=3600, ge=60, le=604_800)
     record_retention_days: int = Field(default=90, ge=1, le=3650)
     upstream_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    # Read timeout of a call that renders before it answers (OpenAI): above the slowest
+    # high-quality render, below the create-task function's timeout (300 s).
+    render_timeout_seconds: float = Field(default=240.0, gt=0, le=900)
     allow_loopback_urls: bool = False  # the local stack only: everything runs on 127.0.0.1 there
     schedule: PollSchedule = Field(default_factory=PollSchedule)
 
@@ -62,6 +74,35 @@ class Settings(BaseModel):
             raise ValueError("credit prices must be >= 0")
         return prices
 
+    @field_validator("provider_failover", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _providers_known(self) -> Settings:
+        from imagegen.providers import PROVIDERS  # lazily: only validation needs the registry
+
+        named = {self.provider, *self.provider_failover, *self.provider_base_urls, *self.provider_secret_ids}
+        unknown = sorted(named - set(PROVIDERS))
+        if unknown:
+            raise ValueError(f"unknown provider(s) {unknown}; known: {sorted(PROVIDERS)}")
+        return self
+
+    @property
+    def provider_chain(self) -> list[str]:
+        """The primary provider, then the failover ones in order, each once."""
+        return list(dict.fromkeys([self.provider, *self.provider_failover]))
+
+    def provider_base_url_for(self, name: str) -> str:
+        """The base URL of provider `name`; empty means the provider's own public URL."""
+        return self.provider_base_urls.get(name) or self.provider_base_url
+
+    def provider_secret_id_for(self, name: str) -> str:
+        return self.provider_secret_ids.get(name) or self.provider_secret_id
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
@@ -74,7 +115,7 @@ class Settings(BaseModel):
             if key in PollSchedule.model_fields:
                 schedule[key] = value
             elif key in cls.model_fields:
-                values[key] = json.loads(value) if key == "credit_prices" else value
+                values[key] = _json_setting(name, value) if key in JSON_FIELDS else value
         values["schedule"] = schedule
         try:
             return cls.model_validate(values)
@@ -85,8 +126,10 @@ class Settings(BaseModel):
         """The inverse of from_environ: what infra and the local stack put in a function's env."""
         env: dict[str, str] = {}
         for key, value in self.model_dump(exclude={"schedule"}).items():
-            if key == "credit_prices":
+            if key in JSON_FIELDS:
                 env[ENV_PREFIX + key.upper()] = json.dumps(value, separators=(",", ":"))
+            elif isinstance(value, list):
+                env[ENV_PREFIX + key.upper()] = ",".join(value)
             elif isinstance(value, bool):
                 env[ENV_PREFIX + key.upper()] = "true" if value else "false"
             else:
@@ -94,6 +137,15 @@ class Settings(BaseModel):
         for key, value in self.schedule.model_dump().items():
             env[ENV_PREFIX + key.upper()] = str(value)
         return env
+
+
+def _json_setting(name: str, value: str) -> Any:
+    if not value.strip():
+        return {}
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise RuntimeError(f"invalid imagegen configuration: {name} is not valid JSON: {exc}") from exc
 
 
 @lru_cache(maxsize=1)

@@ -35,7 +35,7 @@ import boto3
 from botocore.exceptions import ClientError
 from pydantic import Field, ValidationError, field_validator
 
-from imagegen.errors import ImagegenError, InvalidRequest, ServiceUnavailable
+from imagegen.errors import ImagegenError, InvalidRequest, JobNotFound, ServiceUnavailable
 from imagegen.events import EventPublisher, JobEvent
 from imagegen.jobs import JobStore
 from imagegen.models import (
@@ -61,7 +61,9 @@ MAX_MANIFEST_BYTES = 64 * 1024
 PRESIGN_MARGIN_SECONDS = 300
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's limit
 # Metadata names (x-amz-meta-<name>, `-` or `_`) that map onto gptImageParams.
-METADATA_PARAMS = ("quality", "aspect_ratio", "output_format", "background", "input_fidelity", "number_of_images")
+METADATA_PARAMS = (
+    "quality", "aspect_ratio", "output_format", "background", "input_fidelity", "number_of_images",
+)
 _EDIT_JOB_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://imagegen/s3-edits")
 
 ImageFormat = Literal["png", "jpeg", "webp"]
@@ -166,7 +168,9 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
 
 def error_document(error: ImagegenError, job_id: str | None = None) -> dict[str, Any]:
     """The API's error shape, plus the id of the FAILED job that records the rejection."""
-    document: dict[str, Any] = {"error": {"code": error.code, "message": error.message, "details": error.details}}
+    document: dict[str, Any] = {
+        "error": {"code": error.code, "message": error.message, "details": error.details},
+    }
     if job_id:
         document["jobId"] = job_id
     return document
@@ -206,10 +210,12 @@ class EditManifest(GenerateRequest):
 
     @field_validator("images")
     @classmethod
-    def _keys_not_urls(cls, keys: list[str]) -> list[str]:
+    def _keys_of_inputs(cls, keys: list[str]) -> list[str]:
+        # Only keys the trigger ignores: an object either starts its own job or is an input.
         for key in keys:
-            if not key or key.startswith(("/", "s3://", "http://", "https://")):
-                raise ValueError("images are object keys in the uploads bucket, e.g. edits/inputs/cat.png")
+            if not key.startswith(INPUTS_PREFIX) or key.endswith("/"):
+                raise ValueError(f"images are keys of uploaded objects under {INPUTS_PREFIX}, "
+                                 f"e.g. {INPUTS_PREFIX}cat.png (got {key[:200]!r})")
         return keys
 
     @field_validator("gptImageParams")
@@ -233,13 +239,13 @@ def parse_manifest(raw: bytes) -> EditManifest:
         raise UploadRejected("the manifest is invalid", validation_details(exc)) from None
 
 
-def validated_request(body: dict[str, Any], input_urls: list[str]) -> GenerateRequest:
+def validated_request(body: dict[str, Any], input_urls: list[str], what: str) -> GenerateRequest:
     """The API's model, with our presigned input URLs in gptImageParams.input_images."""
     body = {**body, "gptImageParams": {**body.get("gptImageParams", {}), "input_images": input_urls}}
     try:
         return GenerateRequest.model_validate(body)
     except ValidationError as exc:
-        raise UploadRejected("the upload's metadata is invalid", validation_details(exc)) from None
+        raise UploadRejected(f"{what} is invalid", validation_details(exc)) from None
 
 
 def _rejection_text(error: ImagegenError) -> str:
@@ -310,7 +316,7 @@ class EditIntake:
     def _request_from_image(self, key: str, head: dict[str, Any]) -> GenerateRequest:
         self._check_image(key, head)
         body = body_from_metadata(head.get("Metadata") or {})
-        return validated_request(body, [self._presign(key, head.get("VersionId"))])
+        return validated_request(body, [self._presign(key, head.get("VersionId"))], "the upload's metadata")
 
     def _request_from_manifest(self, key: str, head: dict[str, Any]) -> GenerateRequest:
         if int(head.get("ContentLength", 0)) > MAX_MANIFEST_BYTES:
@@ -331,14 +337,15 @@ class EditIntake:
         if problems:
             raise UploadRejected("the manifest names images that cannot be used", problems)
         body = manifest.model_dump(include={"prompt", "model", "gptImageParams"}, exclude_none=True)
-        return validated_request(body, urls)
+        return validated_request(body, urls, "the manifest")
 
     def _check_image(self, key: str, head: dict[str, Any]) -> None:
         """Size from HEAD, then the first bytes only: nothing is downloaded before both pass."""
         size, limit = int(head.get("ContentLength", 0)), self.settings.max_upload_bytes
         if size > limit:
             raise UploadTooLarge(f"{key} is {size} bytes; the limit is {limit} bytes")
-        if sniff_image(self._read(key, head.get("VersionId"), byte_range="bytes=0-15") if size else b"") is None:
+        first_bytes = self._read(key, head.get("VersionId"), byte_range="bytes=0-15") if size else b""
+        if sniff_image(first_bytes) is None:
             raise UnsupportedImage(f"{key} is not a PNG, JPEG or WebP image")
 
     # --- outcomes -----------------------------------------------------------------------------
@@ -412,7 +419,7 @@ class EditIntake:
     def _job_exists(self, job_id: str) -> bool:
         try:
             self.store.get(job_id)
-        except ImagegenError:  # JobNotFound
+        except JobNotFound:
             return False
         return True
 

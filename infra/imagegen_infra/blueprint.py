@@ -62,6 +62,9 @@ S3_RESULT_FUNCTION = FunctionSpec(
     f"{PREFIX}-s3-edit-result", "s3_edit.handler.write_result", 30, 256, "Write edit results next to uploads"
 )
 EDITS_PREFIX = "edits/"
+# The result writer's subscription to EVENTS_TOPIC: only events of jobs that came from uploads
+# (JobEvent's `source` message attribute), so it never runs for API jobs.
+S3_RESULT_FILTER_POLICY: dict[str, list[str]] = {"source": ["s3"]}
 
 WORKFLOW_FUNCTIONS = {
     # substitution name in the definition -> function

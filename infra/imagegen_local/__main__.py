@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 from types import FrameType
+
+from pathlib import Path
 
 from imagegen_local.stack import OUTPUTS_FILE, LocalStack, LocalStackConfig
 
@@ -29,19 +32,21 @@ def main() -> int:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
 
-    OUTPUTS_FILE.unlink(missing_ok=True)  # never leave a stale file that looks ready
+    # IMAGEGEN_LOCAL_OUTPUTS lets a second stack (the end-to-end tests) run beside `make local`.
+    outputs_file = Path(os.environ.get("IMAGEGEN_LOCAL_OUTPUTS") or OUTPUTS_FILE)
+    outputs_file.unlink(missing_ok=True)  # never leave a stale file that looks ready
     stack = LocalStack(LocalStackConfig.from_env())
     try:
         outputs = stack.start()
-        stack.write_outputs()
+        stack.write_outputs(outputs_file)
         upstream = "simulator at " + stack.simulator.base_url if stack.simulator else stack.config.provider_base_url
         print(f"imagegen local stack ready (provider {stack.config.provider}, upstream {upstream})")
         print(json.dumps(outputs, indent=2), flush=True)
-        print(f"outputs written to {OUTPUTS_FILE}; Ctrl-C to stop", flush=True)
+        print(f"outputs written to {outputs_file}; Ctrl-C to stop", flush=True)
         stop.wait()
     finally:
         stack.stop()
-        OUTPUTS_FILE.unlink(missing_ok=True)
+        outputs_file.unlink(missing_ok=True)
     print("imagegen local stack stopped", flush=True)
     return 0
 

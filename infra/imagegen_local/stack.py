@@ -88,6 +88,7 @@ class LocalStack:
         self.config = config or LocalStackConfig()
         self.runtime = InProcessLambdaRuntime()
         self.outputs: dict[str, str] = {}
+        self.function_arns: dict[str, str] = {}  # by function name
         self.simulator: Any = None
         self._moto: Any = None
         self._gateway: LocalApiGateway | None = None
@@ -190,6 +191,7 @@ class LocalStack:
             PublicAccessBlockConfiguration={k: True for k in ("BlockPublicAcls", "IgnorePublicAcls",
                                                               "BlockPublicPolicy", "RestrictPublicBuckets")},
         )
+        uploads_bucket = self._create_uploads_bucket(s3)
         topic_arn = session.client("sns").create_topic(Name=bp.EVENTS_TOPIC)["TopicArn"]
         secret = session.client("secretsmanager").create_secret(
             Name=bp.PROVIDER_SECRET, SecretString=self.config.provider_api_key or "unset"
@@ -204,6 +206,8 @@ class LocalStack:
             provider_base_url=self.config.provider_base_url or "",
             provider_secret_id=secret["ARN"],
             allow_loopback_urls=True,  # local mode only: the simulator and moto live on 127.0.0.1
+            uploads_bucket=uploads_bucket,
+            uploads_owner=LOCAL_OWNER,  # S3 edits are the local key's jobs: visible through its API
         )
         function_env = {**settings.to_environ(), "IMAGEGEN_FIRST_POLL_SECONDS": "1",
                         "IMAGEGEN_POLL_INTERVAL_SECONDS": "1", **self.config.settings_env,
@@ -213,6 +217,7 @@ class LocalStack:
         reset()
         settings = Settings.from_environ()
         arns = self._create_functions(session, function_env)
+        self._wire_edits(session, uploads_bucket, topic_arn)
         sfn = session.client("stepfunctions")
         machine = sfn.create_state_machine(
             name=bp.STATE_MACHINE,
@@ -225,6 +230,7 @@ class LocalStack:
             {
                 "ApiKey": api_key,
                 "ResultsBucket": results_bucket,
+                "UploadsBucket": uploads_bucket,
                 "JobsTable": bp.JOBS_TABLE.name,
                 "EventsTopicArn": topic_arn,
                 "StateMachineArn": machine["stateMachineArn"],
@@ -262,7 +268,50 @@ class LocalStack:
                 Architectures=["arm64"],
                 Environment={"Variables": env},
             )
+            self.function_arns[function.name] = created["FunctionArn"]
             for key, spec in bp.WORKFLOW_FUNCTIONS.items():
                 if spec == function:
                     arns[key] = created["FunctionArn"]
         return arns
+
+    def _create_uploads_bucket(self, s3: Any) -> str:
+        """S3 edits' bucket, as the CDK stack declares it: private, versioned (an event names the
+        object version, which is what makes a redelivered event recognisable)."""
+        bucket = bp.bucket_name("uploads", ACCOUNT, REGION)
+        s3.create_bucket(Bucket=bucket)
+        s3.put_public_access_block(
+            Bucket=bucket,
+            PublicAccessBlockConfiguration={k: True for k in ("BlockPublicAcls", "IgnorePublicAcls",
+                                                              "BlockPublicPolicy", "RestrictPublicBuckets")},
+        )
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        return bucket
+
+    def _wire_edits(self, session: boto3.session.Session, bucket: str, topic_arn: str) -> None:
+        """ObjectCreated under edits/ -> the s3-edit function (moto invokes it synchronously,
+        inside the PutObject call, and drops its errors: tests also call it directly); job events
+        with source = s3 -> the result writer (moto applies the filter policy, then invokes it)."""
+        lambda_client = session.client("lambda")
+        edit_arn = self.function_arns[bp.S3_EDIT_FUNCTION.name]
+        result_arn = self.function_arns[bp.S3_RESULT_FUNCTION.name]
+        lambda_client.add_permission(
+            FunctionName=edit_arn, StatementId="s3-edits", Action="lambda:InvokeFunction",
+            Principal="s3.amazonaws.com", SourceArn=f"arn:aws:s3:::{bucket}", SourceAccount=ACCOUNT,
+        )
+        session.client("s3").put_bucket_notification_configuration(
+            Bucket=bucket,
+            NotificationConfiguration={"LambdaFunctionConfigurations": [{
+                "Id": "imagegen-s3-edits",
+                "LambdaFunctionArn": edit_arn,
+                "Events": ["s3:ObjectCreated:*"],
+                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": bp.EDITS_PREFIX}]}},
+            }]},
+        )
+        lambda_client.add_permission(
+            FunctionName=result_arn, StatementId="sns-edit-results", Action="lambda:InvokeFunction",
+            Principal="sns.amazonaws.com", SourceArn=topic_arn,
+        )
+        session.client("sns").subscribe(
+            TopicArn=topic_arn, Protocol="lambda", Endpoint=result_arn,
+            Attributes={"FilterPolicy": json.dumps(bp.S3_RESULT_FILTER_POLICY)},
+        )
