@@ -27,6 +27,9 @@ test: setup  ## every test: unit, integration, workflow, end to end, infrastruct
 test-fast: setup  ## everything but the CDK synthesis checks
 	$(BIN)/python -m pytest -m "not infra"
 
+synth: setup  ## synthesize the CloudFormation template into cdk.out/ (offline, no AWS account)
+	$(BIN)/python infra/app.py
+
 lint: setup
 	$(BIN)/ruff check functions infra tests
 	$(BIN)/mypy functions infra/imagegen_local

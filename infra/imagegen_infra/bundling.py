@@ -42,9 +42,22 @@ def dependencies(pyproject: Path = REPO_ROOT / "pyproject.toml") -> list[str]:
 def _pip_command(requirements: list[str], python_version: str, target: Path) -> list[str]:
     platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
     return [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-        *platforms, "--implementation", "cp", "--python-version", python_version,
-        "--only-binary=:all:", "--target", str(target), *requirements,
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        *platforms,
+        "--implementation",
+        "cp",
+        "--python-version",
+        python_version,
+        "--only-binary=:all:",
+        "--target",
+        str(target),
+        *requirements,
     ]
 
 
@@ -53,8 +66,9 @@ def inputs_hash(requirements: list[str], python_version: str) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
-def dependency_layer(python_version: str, requirements: list[str] | None = None,
-                     layer_dir: Path = LAYER_DIR) -> Layer:
+def dependency_layer(
+    python_version: str, requirements: list[str] | None = None, layer_dir: Path = LAYER_DIR
+) -> Layer:
     """The layer folder for these requirements, built by pip if its marker is missing or stale."""
     requirements = dependencies() if requirements is None else requirements
     digest = inputs_hash(requirements, python_version)
@@ -66,12 +80,17 @@ def dependency_layer(python_version: str, requirements: list[str] | None = None,
     staging = layer_dir.with_name(layer_dir.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    result = subprocess.run(_pip_command(requirements, python_version, staging / "python"),  # noqa: S603
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(  # noqa: S603 (our own pip command line)
+        _pip_command(requirements, python_version, staging / "python"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
         raise RuntimeError(
             "could not build the dependency layer: pip needs PyPI the first time (the result is "
-            f"cached in {layer_dir.relative_to(REPO_ROOT)}):\n{result.stderr.strip()}"
+            f"cached in {layer_dir}):\n{result.stderr.strip()}"
         )
     marker.unlink(missing_ok=True)
     shutil.rmtree(layer_dir, ignore_errors=True)

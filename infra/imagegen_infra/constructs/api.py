@@ -15,11 +15,11 @@ from aws_cdk import Aws, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from imagegen_infra import blueprint as bp
 from imagegen_infra.config import DeployConfig
+from imagegen_infra.constructs.acknowledge import MANAGED_POLICY, acknowledge
 
 F = apigw.AccessLogField
 # One JSON object per request. Values API Gateway could put quotes into (error messages) stay out.
@@ -50,7 +50,7 @@ def _error_body(code: str, message: str | None) -> str:
 # API Gateway answers these itself, before (or instead of) our function.
 GATEWAY_RESPONSES: dict[apigw.ResponseType, tuple[str | None, str, str | None]] = {
     # type: (status, code, message)
-    apigw.ResponseType.UNAUTHORIZED: ("401", "unauthorized", "API key is required: send it in the X-API-Key header"),
+    apigw.ResponseType.UNAUTHORIZED: ("401", "unauthorized", "API key is required: send it as X-API-Key"),
     apigw.ResponseType.ACCESS_DENIED: ("403", "forbidden", "access denied"),
     # What REST APIs answer for a path or method with no route.
     apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN: ("404", "not_found", "no such route"),
@@ -69,8 +69,15 @@ NO_GATEWAY_AUTHORIZER = (
 
 
 class Api(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, handler: lambda_.IFunction,
-                 config: DeployConfig, log_retention: logs.RetentionDays) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        handler: lambda_.IFunction,
+        config: DeployConfig,
+        log_retention: logs.RetentionDays,
+    ) -> None:
         super().__init__(scope, construct_id)
         access_logs = logs.LogGroup(
             self,
@@ -100,7 +107,11 @@ class Api(Construct):
             ),
         )
         self.stage = self.rest_api.deployment_stage
-        self.url = f"https://{self.rest_api.rest_api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}/{bp.API_STAGE}"
+        # The stack's outputs are exactly blueprint.OUTPUT_KEYS (ApiUrl is the stage URL).
+        self.rest_api.node.try_remove_child("Endpoint")
+        self.url = (
+            f"https://{self.rest_api.rest_api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}/{bp.API_STAGE}"
+        )
 
         # Explicit routes, no catch-all: anything else is API Gateway's 404 below. The body is
         # validated in the function with pydantic, so validation errors come in our shape too.
@@ -119,10 +130,8 @@ class Api(Construct):
                 for resource, method in ((generate, "POST"), (job, "GET"))
             ]
         for method in methods:
-            NagSuppressions.add_resource_suppressions(method, [
-                NagPackSuppression(id="AwsSolutions-APIG4", reason=NO_GATEWAY_AUTHORIZER),
-                NagPackSuppression(id="AwsSolutions-COG4", reason=NO_GATEWAY_AUTHORIZER),
-            ])
+            acknowledge(method, "APIG4", NO_GATEWAY_AUTHORIZER)
+            acknowledge(method, "COG4", NO_GATEWAY_AUTHORIZER)
 
         self._rewrite_gateway_responses(config.cors_allow_origins)
         self._acknowledge_findings()
@@ -143,24 +152,24 @@ class Api(Construct):
             )
 
     def _acknowledge_findings(self) -> None:
-        NagSuppressions.add_resource_suppressions(self.rest_api, [NagPackSuppression(
-            id="AwsSolutions-APIG2",
-            reason="The body is validated in the API function with pydantic (imagegen.models), so "
-                   "validation errors are answered in our documented error shape with field details, "
-                   "identically by the local stack; an API Gateway model would duplicate the schema "
-                   "and answer in its own shape.",
-        )])
-        NagSuppressions.add_resource_suppressions(self.stage, [NagPackSuppression(
-            id="AwsSolutions-APIG3",
-            reason="No WAF web ACL by default: every request needs an API key checked by the function "
-                   "and the stage is throttled; a web ACL costs a fixed monthly fee a small self-hosted "
-                   "deployment may not want. Attach one to the stage when exposed more widely.",
-        )])
-        cloud_watch_role = self.rest_api.node.find_child("CloudWatchRole")
-        NagSuppressions.add_resource_suppressions(cloud_watch_role, [NagPackSuppression(
-            id="AwsSolutions-IAM4",
-            reason="The account-level role API Gateway uses to write execution logs, created by CDK with "
-                   "AmazonAPIGatewayPushToCloudWatchLogs, the managed policy AWS documents for it.",
-            applies_to=["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                        "AmazonAPIGatewayPushToCloudWatchLogs"],
-        )])
+        acknowledge(
+            self.rest_api,
+            "APIG2",
+            "The body is validated in the API function with pydantic (imagegen.models), so validation "
+            "errors are answered in our documented error shape with field details, identically by the "
+            "local stack; an API Gateway model would duplicate the schema and answer in its own shape.",
+        )
+        acknowledge(
+            self.stage,
+            "APIG3",
+            "No WAF web ACL by default: every request needs an API key checked by the function and the "
+            "stage is throttled; a web ACL costs a fixed monthly fee a small self-hosted deployment may "
+            "not want. Attach one to the stage when the API is exposed more widely.",
+        )
+        acknowledge(
+            self.rest_api.node.find_child("CloudWatchRole"),
+            "IAM4",
+            "The account-level role API Gateway writes execution logs with, created by CDK with "
+            "AmazonAPIGatewayPushToCloudWatchLogs, the managed policy AWS documents for it.",
+            applies_to=[f"Policy::{MANAGED_POLICY}/service-role/AmazonAPIGatewayPushToCloudWatchLogs"],
+        )

@@ -27,14 +27,16 @@ class Notifications(Construct):
             # The topics go with the stack, and with them the need for their key.
             removal_policy=RemovalPolicy.DESTROY,
         )
-        # Publishing functions are granted the key through grant_publish; CloudWatch is a service
-        # principal and needs the key policy to say so.
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="CloudWatchAlarmsPublish",
-            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-            resources=["*"],  # in a key policy, "*" is this key
-        ))
+        # Publishing functions get the key in their role (grant_publish_events); CloudWatch is a
+        # service principal and needs the key policy to say so.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],  # in a key policy, "*" is this key
+            )
+        )
         self.events_topic = self._topic("EventsTopic", bp.EVENTS_TOPIC, "imagegen job events")
         self.alarms_topic = self._topic("AlarmsTopic", bp.ALARMS_TOPIC, "imagegen alarms")
 
@@ -46,4 +48,14 @@ class Notifications(Construct):
             display_name=display_name,
             master_key=self.key,
             enforce_ssl=True,
+        )
+
+    def grant_publish_events(self, grantee: iam.IGrantable) -> None:
+        """sns:Publish on the events topic and the two key actions publishing needs, spelled out
+        (CDK's grant_publish would allow kms:GenerateDataKey* on the key)."""
+        iam.Grant.add_to_principal(
+            grantee=grantee, actions=["sns:Publish"], resource_arns=[self.events_topic.topic_arn]
+        )
+        iam.Grant.add_to_principal(
+            grantee=grantee, actions=["kms:GenerateDataKey", "kms:Decrypt"], resource_arns=[self.key.key_arn]
         )

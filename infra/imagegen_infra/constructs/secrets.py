@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_secretsmanager as secretsmanager
-from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from imagegen_infra import blueprint as bp
+from imagegen_infra.constructs.acknowledge import acknowledge
 
 
 class ProviderSecret(Construct):
@@ -22,13 +22,14 @@ class ProviderSecret(Construct):
             "Secret",
             secret_name=bp.PROVIDER_SECRET,
             description="API key of the upstream image provider: set it after deploy "
-                        "(aws secretsmanager put-secret-value)",
+            "(aws secretsmanager put-secret-value)",
             # A vendor credential should not outlive the service that uses it.
             removal_policy=RemovalPolicy.DESTROY,
         )
-        NagSuppressions.add_resource_suppressions(self.secret, [{
-            "id": "AwsSolutions-SMG4",
-            "reason": "The secret is the upstream vendor's API key: it is issued and revoked in the "
-                      "vendor's console, so Secrets Manager cannot rotate it. Operators rotate it by "
-                      "hand with put-secret-value; functions pick it up within 5 minutes.",
-        }])
+        acknowledge(
+            self.secret,
+            "SMG4",
+            "The secret is the upstream vendor's API key: it is issued and revoked in the vendor's "
+            "console, so Secrets Manager cannot rotate it. Operators rotate it by hand with "
+            "put-secret-value; the functions pick the new value up within 5 minutes.",
+        )

@@ -1,0 +1,213 @@
+"""The whole service in one stack: the constructs of each concern, composed, and the one list
+of who may do what (each function's role gets exactly the actions its code performs)."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from imagegen.models import JobSource
+from imagegen.uploads import ERROR_SUFFIX, RESULT_SUFFIX
+from imagegen_infra import blueprint as bp
+from imagegen_infra.config import DeployConfig
+from imagegen_infra.constructs.acknowledge import acknowledge
+from imagegen_infra.constructs.api import Api
+from imagegen_infra.constructs.data import Data
+from imagegen_infra.constructs.functions import FunctionFactory
+from imagegen_infra.constructs.monitoring import Monitoring
+from imagegen_infra.constructs.notifications import Notifications
+from imagegen_infra.constructs.secrets import ProviderSecret
+from imagegen_infra.constructs.storage import Storage
+from imagegen_infra.constructs.workflow import Workflow, state_machine_arn
+
+# CloudFormation outputs are readable by anyone who can see the stack, so no key is one:
+# the ApiKey output tells how to create a key instead (printed once, stored only as a hash).
+CREATE_KEY_COMMAND = "PYTHONPATH=functions:infra python -m imagegen_infra.admin create-key --owner <you>"
+# Clients of the cloud stack use boto3's default endpoints (the local stack outputs moto's URL).
+DEFAULT_ENDPOINTS = "default"
+# What imagegen.jobs.JobStore and imagegen.keys.KeyStore call (no Scan, no deletes: TTL
+# expires records). Add an action here when the stores start calling it.
+TABLE_READ = ["dynamodb:GetItem", "dynamodb:Query"]
+TABLE_READ_WRITE = [*TABLE_READ, "dynamodb:PutItem", "dynamodb:UpdateItem"]
+# Where the workflow stores images: imagegen.storage.image_key (images/<job-id>/<n>.<format>).
+IMAGE_KEYS = "images/*"
+
+
+class ImagegenStack(Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: DeployConfig, **kwargs: object
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        log_retention = logs.RetentionDays[config.log_retention_name]
+        data = Data(self, "Data")
+        storage = Storage(self, "Storage", config)
+        notifications = Notifications(self, "Notifications")
+        provider_secret = ProviderSecret(self, "ProviderSecret").secret
+
+        settings = config.settings(
+            jobs_table=data.jobs_table.table_name,
+            api_keys_table=data.api_keys_table.table_name,
+            results_bucket=storage.results_bucket.bucket_name,
+            uploads_bucket=storage.uploads_bucket.bucket_name,
+            events_topic_arn=notifications.events_topic.topic_arn,
+            state_machine_arn=state_machine_arn(self),
+            provider_secret_id=provider_secret.secret_arn,
+        )
+        factory = FunctionFactory(
+            self,
+            "Functions",
+            log_retention=log_retention,
+            environment={
+                **settings.to_environ(),
+                "POWERTOOLS_SERVICE_NAME": bp.SERVICE_NAME,
+                "POWERTOOLS_METRICS_NAMESPACE": bp.METRICS_NAMESPACE,
+            },
+        )
+        api_function = factory.create("Api", bp.API_FUNCTION)
+        create_task = factory.create("CreateTask", bp.CREATE_TASK_FUNCTION)
+        poll_task = factory.create("PollTask", bp.POLL_TASK_FUNCTION)
+        finalize_job = factory.create("FinalizeJob", bp.FINALIZE_FUNCTION)
+        # Invoked asynchronously too, by the backstop rule: failures of those calls are kept.
+        fail_job = factory.create("FailJob", bp.FAIL_FUNCTION, with_dead_letter_queue=True)
+        s3_edit = factory.create("S3Edit", bp.S3_EDIT_FUNCTION, with_dead_letter_queue=True)
+        s3_edit_result = factory.create("S3EditResult", bp.S3_RESULT_FUNCTION, with_dead_letter_queue=True)
+
+        workflow = Workflow(
+            self,
+            "Workflow",
+            config=config,
+            log_retention=log_retention,
+            steps={
+                "CreateTaskFunctionArn": create_task,
+                "PollTaskFunctionArn": poll_task,
+                "FinalizeJobFunctionArn": finalize_job,
+                "FailJobFunctionArn": fail_job,
+            },
+        )
+        api = Api(self, "Api", handler=api_function, config=config, log_retention=log_retention)
+        storage.start_edits_with(s3_edit)
+        notifications.events_topic.add_subscription(
+            subscriptions.LambdaSubscription(
+                s3_edit_result,
+                # Only jobs started by uploads have a result to write next to the upload.
+                filter_policy={
+                    "source": sns.SubscriptionFilter.string_filter(allowlist=[JobSource.S3.value])
+                },
+            )
+        )
+
+        # --- who may do what ------------------------------------------------------------------
+        jobs, keys = data.jobs_table, data.api_keys_table
+        results, uploads = storage.results_bucket, storage.uploads_bucket
+        topic, machine = notifications.events_topic, workflow.state_machine
+        # api: authenticate, submit and read jobs, start their workflow, sign result URLs.
+        jobs.grant(api_function, *TABLE_READ_WRITE)
+        keys.grant(api_function, *TABLE_READ)
+        machine.grant_start_execution(api_function)
+        _allow_objects(api_function, results, ["s3:GetObject"], IMAGE_KEYS, "presigned URLs of job images")
+        # create-task: call the provider; OpenAI answers with the images inline, stored here.
+        jobs.grant(create_task, *TABLE_READ_WRITE)
+        provider_secret.grant_read(create_task)
+        _allow_objects(create_task, results, ["s3:PutObject"], IMAGE_KEYS, "images of each job")
+        # poll-task: ask the provider how its task is doing.
+        jobs.grant(poll_task, *TABLE_READ_WRITE)
+        provider_secret.grant_read(poll_task)
+        # finalize-job: stream the images into the results bucket (multipart when large), announce.
+        jobs.grant(finalize_job, *TABLE_READ_WRITE)
+        _allow_objects(
+            finalize_job,
+            results,
+            ["s3:PutObject", "s3:AbortMultipartUpload"],
+            IMAGE_KEYS,
+            "images of each job",
+        )
+        notifications.grant_publish_events(finalize_job)
+        # fail-job: record the failure (and refund), announce.
+        jobs.grant(fail_job, *TABLE_READ_WRITE)
+        notifications.grant_publish_events(fail_job)
+        # s3-edit: read (and presign) the upload and its inputs, submit its job as the uploads
+        # owner, or answer `<name>.error.json` next to it and announce the failed job.
+        _allow_objects(
+            s3_edit,
+            uploads,
+            ["s3:GetObject", "s3:GetObjectVersion"],
+            f"{bp.EDITS_PREFIX}*",
+            f"uploads under {bp.EDITS_PREFIX}",
+        )
+        _allow_objects(
+            s3_edit,
+            uploads,
+            ["s3:PutObject"],
+            f"{bp.EDITS_PREFIX}*{ERROR_SUFFIX}",
+            "answers next to an upload",
+        )
+        jobs.grant(s3_edit, *TABLE_READ_WRITE)
+        keys.grant(s3_edit, *TABLE_READ)
+        machine.grant_start_execution(s3_edit)
+        notifications.grant_publish_events(s3_edit)
+        # s3-edit-result: read the ended job, write `<name>.result.json` next to its upload.
+        jobs.grant(s3_edit_result, *TABLE_READ)
+        _allow_objects(
+            s3_edit_result,
+            uploads,
+            ["s3:PutObject"],
+            f"{bp.EDITS_PREFIX}*{RESULT_SUFFIX}",
+            "answers next to an upload",
+        )
+
+        Monitoring(
+            self,
+            "Monitoring",
+            alarm_topic=notifications.alarms_topic,
+            functions=factory.functions,
+            state_machine=machine,
+            api_stage=api.stage,
+            dead_letter_queues={
+                f"{bp.PREFIX}-backstop-dlq": workflow.backstop_dead_letters,
+                **{
+                    f"{name}-dlq": function.dead_letter_queue
+                    for name, function in factory.functions.items()
+                    if function.dead_letter_queue
+                },
+            },
+        )
+
+        outputs = {
+            "ApiUrl": api.url,
+            "ApiKey": CREATE_KEY_COMMAND,
+            "ResultsBucket": results.bucket_name,
+            "UploadsBucket": uploads.bucket_name,
+            "JobsTable": jobs.table_name,
+            "EventsTopicArn": topic.topic_arn,
+            "StateMachineArn": machine.state_machine_arn,
+            "AwsEndpointUrl": DEFAULT_ENDPOINTS,
+        }
+        if tuple(outputs) != bp.OUTPUT_KEYS:
+            raise ValueError(f"outputs must be exactly blueprint.OUTPUT_KEYS, not {list(outputs)}")
+        for key, value in outputs.items():
+            CfnOutput(self, key, value=value)
+
+
+def _allow_objects(
+    function: lambda_.Function, bucket: s3.IBucket, actions: list[str], keys: str, what: str
+) -> None:
+    """Object actions on the keys matching `keys` in one bucket. Object keys are per job (or per
+    upload), so the pattern is necessarily a wildcard: acknowledged for exactly that resource."""
+    function.add_to_role_policy(
+        iam.PolicyStatement(actions=actions, resources=[bucket.arn_for_objects(keys)])
+    )
+    bucket_id = Stack.of(bucket).get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]
+    acknowledge(
+        function.role,  # type: ignore[arg-type]
+        "IAM5",
+        f"Object keys are created per job or upload ({what}): the wildcard covers those keys in this "
+        f"one bucket, for {', '.join(actions)} only.",
+        applies_to=[f"Resource::<{bucket_id}.Arn>/{keys}"],
+        generated_children=True,  # the role's DefaultPolicy
+    )
