@@ -21,17 +21,17 @@ class JobEvent(BaseModel):
 
     version: str = EVENT_VERSION
     type: Literal["job.completed", "job.failed"]
-    jobId: str  # noqa: N815 (public field names follow the API)
+    jobId: str
     owner: str
     status: Literal["COMPLETED", "FAILED"]
     model: str
     source: str
-    creditCost: int  # noqa: N815
-    resultKeys: list[str]  # noqa: N815
+    creditCost: int
+    resultKeys: list[str]
     bucket: str
     error: str | None
-    createdAt: str  # noqa: N815
-    completedAt: str | None  # noqa: N815
+    createdAt: str
+    completedAt: str | None
 
     @classmethod
     def for_job(cls, job: Job, bucket: str) -> JobEvent:

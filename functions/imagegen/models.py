@@ -89,7 +89,7 @@ class GenerateRequest(BaseModel):
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     model: Literal["gpt-image-1.5"]
-    gptImageParams: GptImageParams = Field(default_factory=GptImageParams)  # noqa: N815 (public API name)
+    gptImageParams: GptImageParams = Field(default_factory=GptImageParams)
 
     @field_validator("prompt")
     @classmethod

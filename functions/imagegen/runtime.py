@@ -35,7 +35,9 @@ class Services:
 
     @cached_property
     def results(self) -> ResultStore:
-        return ResultStore(self.settings.results_bucket, allow_loopback_urls=self.settings.allow_loopback_urls)
+        return ResultStore(
+            self.settings.results_bucket, allow_loopback_urls=self.settings.allow_loopback_urls
+        )
 
     @cached_property
     def events(self) -> EventPublisher:

@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import Field, ValidationError, field_validator
 
@@ -62,7 +63,12 @@ PRESIGN_MARGIN_SECONDS = 300
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's limit
 # Metadata names (x-amz-meta-<name>, `-` or `_`) that map onto gptImageParams.
 METADATA_PARAMS = (
-    "quality", "aspect_ratio", "output_format", "background", "input_fidelity", "number_of_images",
+    "quality",
+    "aspect_ratio",
+    "output_format",
+    "background",
+    "input_fidelity",
+    "number_of_images",
 )
 _EDIT_JOB_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://imagegen/s3-edits")
 
@@ -194,8 +200,13 @@ def body_from_metadata(metadata: Mapping[str, str]) -> dict[str, Any]:
     if "prompt" not in meta:
         raise UploadRejected(
             "the upload has no prompt",
-            [{"field": "prompt", "message": "set the object metadata x-amz-meta-prompt, or upload the image "
-                                            f"under {INPUTS_PREFIX} and name it in a manifest"}],
+            [
+                {
+                    "field": "prompt",
+                    "message": "set the object metadata x-amz-meta-prompt, or upload the image "
+                    f"under {INPUTS_PREFIX} and name it in a manifest",
+                }
+            ],
         )
     params = {name: meta[name] for name in METADATA_PARAMS if name in meta}
     return {"prompt": meta["prompt"], "model": meta.get("model", MODEL_ID), "gptImageParams": params}
@@ -205,7 +216,7 @@ class EditManifest(GenerateRequest):
     """`edits/<name>.json`: the API's request body (`model` optional) plus `images`, the keys of
     the inputs in the uploads bucket; their URLs are ours to make, so input_images is refused."""
 
-    model: Literal["gpt-image-1.5"] = MODEL_ID
+    model: Literal["gpt-image-1.5"] = "gpt-image-1.5"  # MODEL_ID
     images: list[str] = Field(min_length=1, max_length=MAX_INPUT_IMAGES)
 
     @field_validator("images")
@@ -214,8 +225,10 @@ class EditManifest(GenerateRequest):
         # Only keys the trigger ignores: an object either starts its own job or is an input.
         for key in keys:
             if not key.startswith(INPUTS_PREFIX) or key.endswith("/"):
-                raise ValueError(f"images are keys of uploaded objects under {INPUTS_PREFIX}, "
-                                 f"e.g. {INPUTS_PREFIX}cat.png (got {key[:200]!r})")
+                raise ValueError(
+                    f"images are keys of uploaded objects under {INPUTS_PREFIX}, "
+                    f"e.g. {INPUTS_PREFIX}cat.png (got {key[:200]!r})"
+                )
         return keys
 
     @field_validator("gptImageParams")
@@ -254,6 +267,13 @@ def _rejection_text(error: ImagegenError) -> str:
     return f"{error.message} ({details})" if details else error.message
 
 
+def signing_s3_client() -> Any:
+    """An S3 client whose presigned URLs are SigV4: botocore still presigns SigV2 in us-east-1,
+    which S3 refuses for buckets created after June 2020. X-Amz-Expires caps a URL at 7 days;
+    signed with a Lambda role's temporary credentials it also ends when they expire."""
+    return boto3.client("s3", config=Config(signature_version="s3v4"))
+
+
 # --- the intake: records in, jobs out ---------------------------------------------------------
 class EditIntake:
     """Turns upload records into edit jobs through the API's submission path."""
@@ -272,7 +292,7 @@ class EditIntake:
         self.store = store
         self.starter = starter
         self.events = events
-        self.s3 = s3_client or boto3.client("s3")
+        self.s3 = s3_client or signing_s3_client()
 
     def handle(self, record: UploadRecord) -> Outcome:
         kind = classify(record.key)
@@ -374,8 +394,9 @@ class EditIntake:
             self.events.publish(JobEvent.for_job(job, self.settings.results_bucket))
         return Outcome(origin["key"], kind, "rejected", job_id, error.code)
 
-    def _announce_failure(self, kind: UploadKind, job_id: str, origin: dict[str, str],
-                          error: ImagegenError) -> Outcome:
+    def _announce_failure(
+        self, kind: UploadKind, job_id: str, origin: dict[str, str], error: ImagegenError
+    ) -> Outcome:
         self._put_json(origin["error_key"], error_document(error, job_id))
         self.events.publish(JobEvent.for_job(self.store.get(job_id), self.settings.results_bucket))
         return Outcome(origin["key"], kind, "rejected", job_id, error.code)

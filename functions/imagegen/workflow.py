@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -20,7 +20,7 @@ from imagegen.errors import UpstreamTerminalError, UpstreamTransientError
 from imagegen.events import EventPublisher, JobEvent
 from imagegen.jobs import JobStore
 from imagegen.models import Job, JobStatus, UpstreamTask, utc_now
-from imagegen.providers.base import GenerationRequest, Provider
+from imagegen.providers.base import GenerationRequest, Provider, UpstreamUnavailableError
 from imagegen.settings import PollSchedule
 from imagegen.storage import ResultStore, image_key
 
@@ -33,11 +33,15 @@ class StepState(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    jobId: str  # noqa: N815 (ASL-facing names)
+    jobId: str
     next: Next = "create"
-    waitSeconds: int = 0  # noqa: N815
+    waitSeconds: int = 0
     reason: str | None = None
     error: dict[str, Any] | None = None  # set by a Catch: {"Error": ..., "Cause": ...}
+    # Set once a create call on the job's current provider failed in a way that may have
+    # created a task we never heard of (a timeout, a 500): from then on the job never fails
+    # over to another provider, so one job never has tasks on two providers.
+    pinned: bool = False
 
 
 class JobWorkflow:
@@ -50,9 +54,13 @@ class JobWorkflow:
         schedule: PollSchedule,
         clock: Callable[[], datetime] = utc_now,
         jitter: Callable[[], float] = random.random,
+        provider_chain: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.provider_factory = provider_factory
+        # The primary provider, then where a job may go when it keeps failing transiently on
+        # create before any task exists (Settings.provider_chain). Empty: no failover.
+        self.provider_chain = list(provider_chain)
         self.results = results
         self.events = events
         self.schedule = schedule
@@ -81,13 +89,30 @@ class JobWorkflow:
         except UpstreamTerminalError as exc:
             return self._fail(job, exc.message)
         except UpstreamTransientError as exc:
+            pinned = state.pinned or not isinstance(exc, UpstreamUnavailableError)
             job, _ = self.store.update(job.job_id, _count_create_attempt)
             if job.create_attempts >= self.schedule.max_create_attempts:
-                return self._fail(job, f"upstream kept failing after {job.create_attempts} attempts: {exc.message}")
-            return self._wait_then(job, "create", self._backoff(job.create_attempts, exc.retry_after))
+                successor = None if pinned or job.upstream_tasks else self._failover_target(provider, request)
+                if successor is not None:
+                    job, switched = self.store.update(job.job_id, lambda j: _switch_provider(j, successor))
+                    if switched:
+                        return self._route(job, "create")
+                reason = f"upstream kept failing after {job.create_attempts} attempts: {exc.message}"
+                return self._fail(job, reason)
+            wait = self._wait_then(job, "create", self._backoff(job.create_attempts, exc.retry_after))
+            return wait.model_copy(update={"pinned": pinned})
         if all(task.status is JobStatus.COMPLETED for task in job.upstream_tasks):
             return self._route(job, "finalize")
         return self._wait_then(job, "poll", self.schedule.first_poll_seconds)
+
+    def _failover_target(self, current: Provider, request: GenerationRequest) -> str | None:
+        """The next provider in the chain after `current` that can serve the request at all."""
+        if current.name not in self.provider_chain:
+            return None
+        for name in self.provider_chain[self.provider_chain.index(current.name) + 1 :]:
+            if self.provider_factory(name).refusal(request) is None:
+                return name
+        return None
 
     def _store_inline_images(self, job: Job, task: UpstreamTask, images: list[Any]) -> UpstreamTask:
         first_index = sum(len(t.stored_keys) for t in job.upstream_tasks)
@@ -137,7 +162,8 @@ class JobWorkflow:
             job, _ = self.store.update(job.job_id, _count_poll_error)
             if job.poll_errors > self.schedule.max_poll_errors:
                 return self._fail(job, f"upstream status kept failing: {exc.message}")
-            return self._wait_then(job, "poll", self._backoff(1, exc.retry_after, floor=self._poll_interval(job)))
+            backoff = self._backoff(1, exc.retry_after, floor=self._poll_interval(job))
+            return self._wait_then(job, "poll", backoff)
         job, _ = self.store.update(job.job_id, lambda j: _apply_poll(j, updates))
         failed = [t for t in job.upstream_tasks if t.status is JobStatus.FAILED]
         if failed:
@@ -203,6 +229,15 @@ class JobWorkflow:
 
 def _count_create_attempt(job: Job) -> Job:
     job.create_attempts += 1
+    return job
+
+
+def _switch_provider(job: Job, name: str) -> Job | None:
+    """Move a job that has no upstream task yet to provider `name`, with a fresh attempt budget."""
+    if job.status.is_terminal or job.upstream_tasks:
+        return None
+    job.provider = name
+    job.create_attempts = 0
     return job
 
 

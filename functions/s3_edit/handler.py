@@ -9,19 +9,28 @@ imagegen.uploads; every rule lives there.
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import lru_cache
 from typing import Any
+from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from imagegen.events import JobEvent
 from imagegen.runtime import services
-from imagegen.uploads import EditIntake, ResultWriter, UploadRecord
+from imagegen.uploads import EditIntake, ResultWriter, UploadRecord, signing_s3_client
 
 logger = Logger()
 metrics = Metrics()
 
 _METRICS = {"started": "EditsStarted", "rejected": "EditsRejected", "duplicate": "EditsRedelivered"}
+
+
+@lru_cache(maxsize=1)
+def s3() -> Any:
+    """One S3 client per cold start (it depends on no setting), SigV4 for presigned URLs."""
+    return signing_s3_client()
 
 
 def upload_records(event: dict[str, Any]) -> list[UploadRecord]:
@@ -36,7 +45,7 @@ def upload_records(event: dict[str, Any]) -> list[UploadRecord]:
         records.append(
             UploadRecord(
                 bucket=record.s3.bucket.name,
-                key=s3_object.key,  # URL-decoded ('+' is a space)
+                key=unquote_plus(s3_object.key),  # S3 URL-encodes keys in events ('+' is a space)
                 size=s3_object.size,
                 version_id=s3_object.version_id,
                 sequencer=s3_object.get("sequencer"),
@@ -58,7 +67,7 @@ def job_events(event: dict[str, Any]) -> list[JobEvent]:
 @metrics.log_metrics(raise_on_empty_metrics=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     svc = services()
-    intake = EditIntake(svc.settings, svc.jobs, svc.starter, svc.events, s3_client=svc.results.s3)
+    intake = EditIntake(svc.settings, svc.jobs, svc.starter, svc.events, s3_client=s3())
     outcomes = [intake.handle(record) for record in upload_records(event)]
     for outcome in outcomes:
         logger.info("upload handled", **asdict(outcome))
@@ -69,8 +78,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 @logger.inject_lambda_context(clear_state=True)
 def write_result(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    svc = services()
-    writer = ResultWriter(svc.jobs, s3_client=svc.results.s3)
+    writer = ResultWriter(services().jobs, s3_client=s3())
     written = []
     for job_event in job_events(event):
         key = writer.write(job_event)

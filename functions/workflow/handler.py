@@ -27,6 +27,7 @@ def _workflow() -> JobWorkflow:
         results=svc.results,
         events=svc.events,
         schedule=svc.settings.schedule,
+        provider_chain=svc.settings.provider_chain,
     )
 
 

@@ -12,9 +12,8 @@ import os
 import signal
 import sys
 import threading
-from types import FrameType
-
 from pathlib import Path
+from types import FrameType
 
 from imagegen_local.stack import OUTPUTS_FILE, LocalStack, LocalStackConfig
 

@@ -108,7 +108,7 @@ def run(outputs: dict[str, str]) -> int:
     if view["status"] != "COMPLETED":
         say(f"job FAILED: {view['error']}")
         return 1
-    download(view["result"]["images"], job_id, SEED_REQUEST["gptImageParams"]["output_format"])
+    images = download(view["result"]["images"], job_id, SEED_REQUEST["gptImageParams"]["output_format"])
     s3 = boto3.client("s3", endpoint_url=outputs["AwsEndpointUrl"], region_name="us-east-1",
                       aws_access_key_id="testing", aws_secret_access_key="testing")  # noqa: S106 (moto)
     listed = s3.list_objects_v2(Bucket=outputs["ResultsBucket"], Prefix=f"images/{job_id}/")
@@ -118,6 +118,30 @@ def run(outputs: dict[str, str]) -> int:
     say(f"credits      {view['creditCost']}")
     for obj in listed.get("Contents", []):
         say(f"S3 object    s3://{outputs['ResultsBucket']}/{obj['Key']}  ({obj['Size']} bytes)")
+    return edit_through_s3(s3, outputs, images[0])
+
+
+def edit_through_s3(s3: Any, outputs: dict[str, str], image: Path) -> int:
+    """The second way in: drop the image into the uploads bucket with a prompt in its metadata,
+    wait for the result file the service writes next to it, download the edited image."""
+    from PIL import Image
+
+    from imagegen_local.edits_client import save_results, upload_edit, wait_for_result
+
+    prompt = "Make it a moonlit night scene"
+    edit = upload_edit(s3, outputs["UploadsBucket"], f"demo-{image.stem}", image.read_bytes(), prompt,
+                       quality="low", output_format="png", aspect_ratio="3:2")
+    say(f"S3 edit      uploaded s3://{outputs['UploadsBucket']}/{edit.key} with x-amz-meta-prompt={prompt!r}")
+    started = time.monotonic()
+    result = wait_for_result(s3, outputs["UploadsBucket"], edit, timeout=JOB_TIMEOUT_SECONDS)
+    say(f"  -> s3://{outputs['UploadsBucket']}/{edit.result_key} after {time.monotonic() - started:.1f} s: "
+        f"job {result['jobId']} {result['status']}, credits {result.get('creditCost')}")
+    if result["status"] != "COMPLETED":
+        say(f"edit FAILED: {result.get('error')}")
+        return 1
+    for path in save_results(s3, result, OUT_DIR):
+        with Image.open(path) as edited:
+            say(f"  saved {path.relative_to(REPO_ROOT)}  {edited.format} {edited.size[0]}x{edited.size[1]}")
     return 0
 
 

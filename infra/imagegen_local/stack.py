@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,9 +59,10 @@ class LocalStackConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LocalStackConfig:
         env = os.environ if environ is None else environ
-        passthrough = ("IMAGEGEN_FIRST_POLL_SECONDS", "IMAGEGEN_POLL_INTERVAL_SECONDS", "IMAGEGEN_JOB_DEADLINE_SECONDS",
-                       "IMAGEGEN_RETRY_BASE_SECONDS", "IMAGEGEN_RETRY_MAX_SECONDS", "IMAGEGEN_MAX_CREATE_ATTEMPTS",
-                       "IMAGEGEN_UPSTREAM_TIMEOUT_SECONDS")
+        passthrough = ("IMAGEGEN_FIRST_POLL_SECONDS", "IMAGEGEN_POLL_INTERVAL_SECONDS",
+                       "IMAGEGEN_JOB_DEADLINE_SECONDS", "IMAGEGEN_RETRY_BASE_SECONDS",
+                       "IMAGEGEN_RETRY_MAX_SECONDS", "IMAGEGEN_MAX_CREATE_ATTEMPTS",
+                       "IMAGEGEN_UPSTREAM_TIMEOUT_SECONDS", "IMAGEGEN_MAX_UPLOAD_BYTES")
         return cls(
             port=int(env.get("IMAGEGEN_LOCAL_PORT", "8787")),
             api_key=env.get("IMAGEGEN_API_KEY") or None,
@@ -73,14 +75,60 @@ class LocalStackConfig:
         )
 
 
-def _share_running_workers_on_deepcopy() -> None:
-    """Work around a moto 5.2 bug: StartExecution deep-copies the state machine, earlier
-    executions included, and a running execution's worker holds locks that cannot be copied,
-    so every execution after the first one failed. The clone never needs its own copy of
-    another execution's worker: share it."""
+def _share_executions_on_deepcopy() -> None:
+    """Work around a moto 5.2 bug: StartExecution deep-copies the state machine, every earlier
+    execution included. A running execution's worker holds locks that cannot be copied (so the
+    second execution failed), and copying all earlier executions makes each start cost about
+    twice the one before (25 s and gigabytes of memory by the 18th). The clone needs neither:
+    earlier executions (and their workers) are shared, not copied."""
+    from moto.stepfunctions.parser.backend.execution import Execution
     from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
+    Execution.__deepcopy__ = lambda self, memo: self  # type: ignore[attr-defined]
     ExecutionWorker.__deepcopy__ = lambda self, memo: self  # type: ignore[attr-defined]
+
+
+def _notify_once_s3_writes_complete() -> None:
+    """Work around moto 5.2: S3 sends ObjectCreated notifications from inside the backend's
+    put_object, before the response layer has set the object's metadata (and ACL, tags), so a
+    notified function's HeadObject saw no x-amz-meta-prompt. Real S3 notifies once the object
+    is complete: hold the notifications of an S3 write request until it returns, then send them
+    (still synchronously, so a test's PutObject returns after the s3-edit function ran)."""
+    from moto.s3 import notifications
+    from moto.s3.responses import S3Response
+
+    if getattr(notifications, "_imagegen_deferred", False):
+        return
+    send_event = notifications.send_event
+    state = threading.local()
+
+    def held_send_event(*args: Any, **kwargs: Any) -> None:
+        pending = getattr(state, "pending", None)
+        if pending is None:
+            send_event(*args, **kwargs)
+        else:
+            pending.append((args, kwargs))
+
+    def holding(method: Any) -> Any:
+        def write_then_notify(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if getattr(state, "pending", None) is not None:  # nested: the outer call sends
+                return method(self, *args, **kwargs)
+            state.pending = []
+            try:
+                result = method(self, *args, **kwargs)
+            finally:
+                pending, state.pending = state.pending, None
+            for event_args, event_kwargs in pending:
+                send_event(*event_args, **event_kwargs)
+            return result
+
+        return write_then_notify
+
+    notifications.send_event = held_send_event
+    # PutObject, CopyObject, browser POST uploads, CompleteMultipartUpload.
+    for name in ("put_object", "copy_object", "_bucket_response_post", "_key_response_post"):
+        setattr(S3Response, name, holding(getattr(S3Response, name)))
+    notifications._imagegen_deferred = True  # type: ignore[attr-defined]
 
 
 class LocalStack:
@@ -136,7 +184,7 @@ class LocalStack:
             {
                 "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
                 "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 (moto's dummy credentials)
+                "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_DEFAULT_REGION": REGION,
                 "AWS_REGION": REGION,
                 "MOTO_PORT": str(port),
@@ -144,7 +192,8 @@ class LocalStack:
         )
         os.environ.pop("AWS_PROFILE", None)
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
-        _share_running_workers_on_deepcopy()
+        _share_executions_on_deepcopy()
+        _notify_once_s3_writes_complete()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
         self.runtime.install()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -156,7 +205,8 @@ class LocalStack:
             return
         from imagegen_local.simulator import SimulatorConfig, UpstreamSimulator
 
-        sim_env = {"IMAGEGEN_SIM_LATENCY": self.config.sim_latency or "", "IMAGEGEN_SIM_FAULTS": self.config.sim_faults or ""}
+        sim_env = {"IMAGEGEN_SIM_LATENCY": self.config.sim_latency or "",
+                   "IMAGEGEN_SIM_FAULTS": self.config.sim_faults or ""}
         sim_config = SimulatorConfig.from_env({k: v for k, v in sim_env.items() if v})
         self.config.provider_api_key = self.config.provider_api_key or "sim_" + secrets.token_hex(12)
         sim_config.api_key = self.config.provider_api_key

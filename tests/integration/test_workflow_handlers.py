@@ -72,7 +72,7 @@ def test_recording_a_failure_twice_changes_nothing_and_announces_once(stack, job
 
 
 def test_a_completed_job_is_never_failed_afterwards(stack):
-    job_id = stored_job(status=JobStatus.COMPLETED, result_keys=[f"images/x/0.webp"])
+    job_id = stored_job(status=JobStatus.COMPLETED, result_keys=["images/x/0.webp"])
 
     run("fail_job", "workflow/fail_job_decided.json", job_id)
 

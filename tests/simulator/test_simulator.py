@@ -17,9 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
+
 from imagegen_local.simulator import HANG, SimulatorConfig, UpstreamSimulator
 from imagegen_local.simulator.render import RenderSpec, render_image
-from PIL import Image
 
 FAST = (0.01, 0.05)
 APIFRAME_KEY = {"X-API-Key": "afk_test"}

@@ -41,8 +41,18 @@ MODEL = "gpt-image-1-5"
 QUALITY = {"low": "medium", "medium": "medium", "auto": "high", "high": "high"}
 
 _STATUS_WORDS = {
-    JobStatus.PROCESSING: ("in_progress", "processing", "pending", "queued", "in_queue", "running",
-                           "starting", "submitted", "created", "waiting"),
+    JobStatus.PROCESSING: (
+        "in_progress",
+        "processing",
+        "pending",
+        "queued",
+        "in_queue",
+        "running",
+        "starting",
+        "submitted",
+        "created",
+        "waiting",
+    ),
     JobStatus.COMPLETED: ("completed", "complete", "success", "succeeded", "succeed", "done", "finished"),
     JobStatus.FAILED: ("failed", "fail", "failure", "error", "canceled", "cancelled"),
 }
@@ -55,6 +65,7 @@ _TOP_LEVEL_KEYS = ("output_urls", "images", "urls", "output", "url", "image_url"
 
 class ApiinOneProvider(Provider):
     name = "apiinone"
+    label = "apiin.one"
     default_base_url = "https://apiin.one"
 
     def task_count(self, request: GenerationRequest) -> int:
@@ -63,8 +74,10 @@ class ApiinOneProvider(Provider):
     def refusal(self, request: GenerationRequest) -> str | None:
         params = request.params
         if params.output_format != "png":
-            return (f'apiin.one renders PNG only; ask for output_format "png" '
-                    f'(this job asked for "{params.output_format}")')
+            return (
+                f'apiin.one renders PNG only; ask for output_format "png" '
+                f'(this job asked for "{params.output_format}")'
+            )
         if params.background == "transparent":
             return 'apiin.one cannot render a transparent background; use background "auto" or "opaque"'
         return None
@@ -73,8 +86,9 @@ class ApiinOneProvider(Provider):
         reason = self.refusal(request)
         if reason:
             raise UpstreamTerminalError(reason)
-        response = self.send("POST", "/api/v1/images/generations", json=request_body(request),
-                             headers=self._auth())
+        response = self.send(
+            "POST", "/api/v1/images/generations", json=request_body(request), headers=self._auth()
+        )
         data = unwrap(response)
         task_id = data.get("task_id") or data.get("taskId") or data.get("id")
         if not isinstance(task_id, str | int) or not str(task_id):
@@ -122,8 +136,9 @@ def unwrap(response: httpx.Response) -> dict[str, Any]:
     code = _int(body.get("code"))
     if error:  # {"error": {...}} even under HTTP 200: its own code, else a validation error
         inner = _int(error.get("code")) if isinstance(error, dict) else None
-        raise classify("apiin.one", inner or code or 400, body_message(body) or "error",
-                       retry_after_seconds(response))
+        raise classify(
+            "apiin.one", inner or code or 400, body_message(body) or "error", retry_after_seconds(response)
+        )
     if code is not None and not 200 <= code < 300:
         raise classify("apiin.one", code, body_message(body) or f"code {code}", retry_after_seconds(response))
     data = body.get("data")

@@ -84,7 +84,8 @@ class ProviderConfig:
 class Provider(ABC):
     """Subclasses set `name` and register themselves in imagegen.providers.PROVIDERS."""
 
-    name: ClassVar[str]
+    name: ClassVar[str]  # the registry name: IMAGEGEN_PROVIDER, Job.provider
+    label: ClassVar[str] = ""  # how error messages name it, if not by `name`
     default_base_url: ClassVar[str]
 
     def __init__(self, config: ProviderConfig, client: httpx.Client | None = None) -> None:
@@ -94,6 +95,10 @@ class Provider(ABC):
             timeout=httpx.Timeout(config.timeout_seconds, connect=5.0),
             follow_redirects=False,
         )
+
+    @property
+    def said_by(self) -> str:
+        return self.label or self.name
 
     def task_count(self, request: GenerationRequest) -> int:
         """How many upstream tasks this request needs (one unless the provider fans out)."""
@@ -119,11 +124,12 @@ class Provider(ABC):
             response = self.http.request(method, path, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Nothing reached the upstream: safe to retry anywhere.
-            raise UpstreamUnavailableError(f"{self.name}: connection failed ({type(exc).__name__})") from exc
+            message = f"{self.said_by}: connection failed ({type(exc).__name__})"
+            raise UpstreamUnavailableError(message) from exc
         except httpx.TimeoutException as exc:
-            raise UpstreamTransientError(f"{self.name}: timed out ({type(exc).__name__})") from exc
+            raise UpstreamTransientError(f"{self.said_by}: timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
-            raise UpstreamTransientError(f"{self.name}: connection failed ({type(exc).__name__})") from exc
+            raise UpstreamTransientError(f"{self.said_by}: connection failed ({type(exc).__name__})") from exc
         if response.status_code >= 400:
             raise self.error_for(response)
         return response
@@ -131,7 +137,7 @@ class Provider(ABC):
     def error_for(self, response: httpx.Response) -> UpstreamTransientError | UpstreamTerminalError:
         """The error an HTTP error answer stands for; providers with special cases override."""
         return classify(
-            self.name, response.status_code, self.error_message(response), retry_after_seconds(response)
+            self.said_by, response.status_code, self.error_message(response), retry_after_seconds(response)
         )
 
     def error_message(self, response: httpx.Response) -> str:

@@ -56,11 +56,13 @@ class OpenAIProvider(Provider):
             files = [("image[]", self._fetch_input(i, url)) for i, url in enumerate(request.input_image_urls)]
             fields = {key: str(value) for key, value in options.items()}
             fields["input_fidelity"] = request.params.input_fidelity
-            response = self.send("POST", "/v1/images/edits", data=fields, files=files,
-                                 headers=self._auth(), timeout=timeout)
+            response = self.send(
+                "POST", "/v1/images/edits", data=fields, files=files, headers=self._auth(), timeout=timeout
+            )
         else:
-            response = self.send("POST", "/v1/images/generations", json=options, headers=self._auth(),
-                                 timeout=timeout)
+            response = self.send(
+                "POST", "/v1/images/generations", json=options, headers=self._auth(), timeout=timeout
+            )
         try:
             body = response.json()
         except ValueError:
@@ -145,7 +147,7 @@ def parse_images(body: Any, output_format: str, expected: int) -> list[InlineIma
             raise UpstreamTerminalError(f"openai: image {number} of the answer is not valid base64") from None
         found = sniff_format(raw[:16])
         if found is None:
-            raise UpstreamTerminalError(f"openai: image {number} of the answer is not a PNG, JPEG or WebP image")
+            raise UpstreamTerminalError(f"openai: image {number} of the answer is not a PNG, JPEG or WebP")
         if found != output_format:
             raise UpstreamTerminalError(f"openai: returned {found} although {output_format} was asked for")
         images.append(InlineImage(raw, CONTENT_TYPES[found]))
