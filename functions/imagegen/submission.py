@@ -16,9 +16,11 @@ import boto3
 from botocore.exceptions import ClientError
 
 from imagegen.credits import credit_cost
-from imagegen.errors import ServiceUnavailable
+from imagegen.errors import InvalidRequest, ServiceUnavailable
 from imagegen.jobs import JobStore
 from imagegen.models import GenerateRequest, Job, JobSource, JobStatus, utc_now
+from imagegen.providers import refusal_of_chain
+from imagegen.providers.base import GenerationRequest
 from imagegen.settings import Settings
 from imagegen.ssrf import check_urls
 
@@ -71,10 +73,17 @@ def submit_job(
     store: JobStore,
     starter: WorkflowStarter,
     allow_loopback_urls: bool = False,
+    provider_chain: list[str] | None = None,
 ) -> tuple[Job, bool]:
     """Store and start `job`. Returns the stored job and False when it already existed
-    (a redelivered trigger): then nothing new is started."""
+    (a redelivered trigger): then nothing new is started. A request that no configured
+    provider can serve (say webp on apiin.one) is refused here, before anything is charged."""
     check_urls(job.params.input_images or [], allow_loopback_urls)
+    if provider_chain:
+        request = GenerationRequest(job_id=job.job_id, prompt=job.prompt, params=job.params)
+        reason = refusal_of_chain(provider_chain, request)
+        if reason:
+            raise InvalidRequest(reason, details=[{"field": "gptImageParams", "message": reason}])
     if not store.create(job):
         return store.get(job.job_id), False
     try:

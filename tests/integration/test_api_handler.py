@@ -195,3 +195,20 @@ def test_a_workflow_that_cannot_start_fails_the_job_and_answers_503(stack, outpu
     jobs = boto3.resource("dynamodb").Table(outputs["JobsTable"]).scan()["Items"]
     failed = [j for j in jobs if j.get("error", "").startswith("could not start the job's workflow")]
     assert failed and all(j["status"] == "FAILED" for j in failed)
+
+
+def test_a_request_no_configured_provider_can_serve_is_a_400_before_anything_is_stored(stack, outputs,
+                                                                                       reconfigure):
+    event = with_key(load_event("api/generate_three_medium_webp.json"), outputs["ApiKey"])
+    jobs_before = boto3.resource("dynamodb").Table(outputs["JobsTable"]).scan(Select="COUNT")["Count"]
+
+    with reconfigure(IMAGEGEN_PROVIDER="apiinone"):
+        status, body = call(event)
+    with reconfigure(IMAGEGEN_PROVIDER="apiinone", IMAGEGEN_PROVIDER_FAILOVER="openai"):
+        served_by_failover, _ = call(event)
+
+    assert status == 400
+    assert_error_shape(body, "invalid_request")
+    assert "PNG only" in body["error"]["message"]
+    assert boto3.resource("dynamodb").Table(outputs["JobsTable"]).scan(Select="COUNT")["Count"] == jobs_before + 1
+    assert served_by_failover == 202  # OpenAI, next in the chain, renders webp

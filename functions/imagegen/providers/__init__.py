@@ -6,7 +6,7 @@ import httpx
 
 from imagegen.providers.apiframe import ApiframeProvider
 from imagegen.providers.apiinone import ApiinOneProvider
-from imagegen.providers.base import Provider, ProviderConfig
+from imagegen.providers.base import GenerationRequest, Provider, ProviderConfig
 from imagegen.providers.openai import OpenAIProvider
 
 PROVIDERS: dict[str, type[Provider]] = {
@@ -22,3 +22,9 @@ def provider_for(name: str, config: ProviderConfig, client: httpx.Client | None 
     except KeyError:
         raise ValueError(f"unknown provider {name!r}; known: {sorted(PROVIDERS)}") from None
     return provider_class(config, client)
+
+
+def refusal_of_chain(chain: list[str], request: GenerationRequest) -> str | None:
+    """None when some provider of `chain` can serve `request`, else why the primary cannot."""
+    reasons = [PROVIDERS[name].refusal(request) for name in chain if name in PROVIDERS]
+    return None if not reasons or None in reasons else reasons[0]

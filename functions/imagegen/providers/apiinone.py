@@ -71,7 +71,8 @@ class ApiinOneProvider(Provider):
     def task_count(self, request: GenerationRequest) -> int:
         return request.params.number_of_images  # one image per task
 
-    def refusal(self, request: GenerationRequest) -> str | None:
+    @classmethod
+    def refusal(cls, request: GenerationRequest) -> str | None:
         params = request.params
         if params.output_format != "png":
             return (

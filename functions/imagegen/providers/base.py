@@ -104,9 +104,12 @@ class Provider(ABC):
         """How many upstream tasks this request needs (one unless the provider fans out)."""
         return 1
 
-    def refusal(self, request: GenerationRequest) -> str | None:
+    @classmethod
+    def refusal(cls, request: GenerationRequest) -> str | None:
         """Why this provider cannot serve `request` at all (a missing feature), or None.
-        create_task fails such a request as terminal; failover skips such a provider."""
+        Submission refuses such a request with a 400 when no provider of the chain can serve
+        it; create_task fails it as terminal; failover skips such a provider. A classmethod:
+        deciding needs no key and no connection."""
         return None
 
     @abstractmethod
