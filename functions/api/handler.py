@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from api.cors import with_cors
 from api.errors import register_error_handlers
 from api.views import job_view
 from imagegen.errors import InvalidRequest, JobNotFound
@@ -66,4 +67,4 @@ def get_job(job_id: str) -> dict[str, Any]:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(raise_on_empty_metrics=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return with_cors(app.resolve(event, context), event, services().settings.cors_allow_origins)

@@ -49,6 +49,9 @@ class Settings(BaseModel):
     # per-provider map, else from the shared value (base URL: else the provider's public URL).
     provider: str = "apiframe"
     provider_failover: list[str] = Field(default_factory=list)
+    # Origins a browser may call the API from (the API function answers with the CORS header;
+    # API Gateway answers preflights). Empty: no CORS.
+    cors_allow_origins: list[str] = Field(default_factory=list)
     provider_base_url: str = ""
     provider_base_urls: dict[str, str] = Field(default_factory=dict)
     provider_secret_id: str = ""
@@ -74,7 +77,7 @@ class Settings(BaseModel):
             raise ValueError("credit prices must be >= 0")
         return prices
 
-    @field_validator("provider_failover", mode="before")
+    @field_validator("provider_failover", "cors_allow_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -216,6 +216,7 @@ class DeployConfig(BaseModel):
             results_bucket=results_bucket,
             uploads_bucket=uploads_bucket,
             uploads_owner=self.uploads_owner,
+            cors_allow_origins=self.cors_allow_origins,
             events_topic_arn=events_topic_arn,
             state_machine_arn=state_machine_arn,
             provider=self.provider,

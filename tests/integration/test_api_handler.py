@@ -212,3 +212,23 @@ def test_a_request_no_configured_provider_can_serve_is_a_400_before_anything_is_
     assert "PNG only" in body["error"]["message"]
     assert boto3.resource("dynamodb").Table(outputs["JobsTable"]).scan(Select="COUNT")["Count"] == jobs_before + 1
     assert served_by_failover == 202  # OpenAI, next in the chain, renders webp
+
+
+def test_allowed_origins_get_the_cors_header_on_answers_and_errors(stack, outputs, reconfigure):
+    from api.handler import lambda_handler
+
+    def answer_headers(event: dict[str, Any]) -> dict[str, list[str]]:
+        answer = lambda_handler(event, FakeLambdaContext(function_name=bp.API_FUNCTION.name))
+        return answer.get("multiValueHeaders") or {k: [v] for k, v in answer["headers"].items()}
+
+    ok = with_key(load_event("api/generate_seed_example.json"), outputs["ApiKey"])
+    ok["headers"]["Origin"] = "https://app.example.com"
+    error = with_key(ok, None)
+    stranger = copy.deepcopy(ok)
+    stranger["headers"]["Origin"] = "https://evil.example.com"
+
+    with reconfigure(IMAGEGEN_CORS_ALLOW_ORIGINS="https://app.example.com"):
+        assert answer_headers(ok)["Access-Control-Allow-Origin"] == ["https://app.example.com"]
+        assert answer_headers(error)["Access-Control-Allow-Origin"] == ["https://app.example.com"]
+        assert "Access-Control-Allow-Origin" not in answer_headers(stranger)
+    assert "Access-Control-Allow-Origin" not in answer_headers(ok)  # CORS off by default
