@@ -62,7 +62,9 @@ class LocalStackConfig:
         passthrough = ("IMAGEGEN_FIRST_POLL_SECONDS", "IMAGEGEN_POLL_INTERVAL_SECONDS",
                        "IMAGEGEN_JOB_DEADLINE_SECONDS", "IMAGEGEN_RETRY_BASE_SECONDS",
                        "IMAGEGEN_RETRY_MAX_SECONDS", "IMAGEGEN_MAX_CREATE_ATTEMPTS",
-                       "IMAGEGEN_UPSTREAM_TIMEOUT_SECONDS", "IMAGEGEN_MAX_UPLOAD_BYTES")
+                       "IMAGEGEN_UPSTREAM_TIMEOUT_SECONDS", "IMAGEGEN_MAX_UPLOAD_BYTES",
+                       "IMAGEGEN_PROVIDER_FAILOVER", "IMAGEGEN_PROVIDER_BASE_URLS", "IMAGEGEN_RENDER_TIMEOUT_SECONDS",
+                       "IMAGEGEN_CORS_ALLOW_ORIGINS")
         return cls(
             port=int(env.get("IMAGEGEN_LOCAL_PORT", "8787")),
             api_key=env.get("IMAGEGEN_API_KEY") or None,
