@@ -21,6 +21,11 @@ import boto3
 import httpx
 import pytest
 
+# Powertools reads these when a handler module is imported, which in Lambda happens after the
+# environment is set; here a test may import a handler before the local stack starts.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "imagegen")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "imagegen")
+
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "events"
 

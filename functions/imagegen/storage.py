@@ -9,12 +9,20 @@ from typing import Any
 
 import boto3
 import httpx
+from botocore.config import Config
 
 from imagegen.errors import UpstreamTerminalError, UpstreamTransientError
 from imagegen.models import CONTENT_TYPES
 from imagegen.ssrf import safe_stream
 
 EXTENSIONS = {content_type: ext for ext, content_type in CONTENT_TYPES.items()}
+
+
+def signing_s3_client() -> Any:
+    """An S3 client whose presigned URLs are SigV4: botocore still presigns SigV2 in us-east-1,
+    which S3 refuses for buckets created after June 2020. X-Amz-Expires caps a URL at 7 days;
+    signed with a Lambda role's temporary credentials it also ends when they expire."""
+    return boto3.client("s3", config=Config(signature_version="s3v4"))
 
 
 def image_key(job_id: str, index: int, output_format: str) -> str:
@@ -54,7 +62,7 @@ class ResultStore:
         allow_loopback_urls: bool = False,
     ) -> None:
         self.bucket = bucket
-        self.s3 = s3_client or boto3.client("s3")
+        self.s3 = s3_client or signing_s3_client()
         self.http = http_client or httpx.Client(timeout=httpx.Timeout(60.0, connect=5.0))
         self.allow_loopback_urls = allow_loopback_urls
 

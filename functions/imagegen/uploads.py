@@ -32,7 +32,6 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import Field, ValidationError, field_validator
 
@@ -50,6 +49,7 @@ from imagegen.models import (
     utc_now,
 )
 from imagegen.settings import Settings
+from imagegen.storage import signing_s3_client
 from imagegen.submission import WorkflowStarter, new_job, submit_job
 
 EDITS_PREFIX = "edits/"  # the S3 notification's prefix filter (blueprint.EDITS_PREFIX)
@@ -267,13 +267,6 @@ def _rejection_text(error: ImagegenError) -> str:
     return f"{error.message} ({details})" if details else error.message
 
 
-def signing_s3_client() -> Any:
-    """An S3 client whose presigned URLs are SigV4: botocore still presigns SigV2 in us-east-1,
-    which S3 refuses for buckets created after June 2020. X-Amz-Expires caps a URL at 7 days;
-    signed with a Lambda role's temporary credentials it also ends when they expire."""
-    return boto3.client("s3", config=Config(signature_version="s3v4"))
-
-
 # --- the intake: records in, jobs out ---------------------------------------------------------
 class EditIntake:
     """Turns upload records into edit jobs through the API's submission path."""
@@ -324,8 +317,10 @@ class EditIntake:
             else:
                 request = self._request_from_manifest(record.key, head)
             job = new_job(request, self.settings.uploads_owner, self.settings, JobSource.S3, job_id, origin)
-            _, created = submit_job(job, self.store, self.starter, self.settings.allow_loopback_urls)
-        except InvalidRequest as exc:  # our rejections, validation, and the SSRF guard's verdict
+            _, created = submit_job(
+                job, self.store, self.starter, self.settings.allow_loopback_urls, self.settings.provider_chain
+            )
+        except InvalidRequest as exc:  # ours, validation, the SSRF guard, what no provider can serve
             return self._reject(kind, job_id, origin, exc)
         except ServiceUnavailable as exc:
             # submit_job stored the job FAILED (not charged); announce it like any failed job.

@@ -2,8 +2,8 @@
 
 `lambda_handler`: S3 ObjectCreated notifications of the uploads bucket (prefix edits/) start
 edit jobs. `write_result`: job events from the events topic (subscription filter source = s3)
-become `<name>.result.json` next to the upload. Both only parse the event and call
-imagegen.uploads; every rule lives there.
+become `<name>.result.json` next to the upload. Both only parse the event (s3_edit.parse) and
+call imagegen.uploads; every rule lives there.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from __future__ import annotations
 from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
-from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from imagegen.events import JobEvent
 from imagegen.runtime import services
-from imagegen.uploads import EditIntake, ResultWriter, UploadRecord, signing_s3_client
+from imagegen.storage import signing_s3_client
+from imagegen.uploads import EditIntake, ResultWriter
+from s3_edit.parse import job_events, upload_records
 
 logger = Logger()
 metrics = Metrics()
@@ -31,36 +31,6 @@ _METRICS = {"started": "EditsStarted", "rejected": "EditsRejected", "duplicate":
 def s3() -> Any:
     """One S3 client per cold start (it depends on no setting), SigV4 for presigned URLs."""
     return signing_s3_client()
-
-
-def upload_records(event: dict[str, Any]) -> list[UploadRecord]:
-    """S3 notification -> records. The s3:TestEvent S3 sends on configuration has no Records."""
-    from aws_lambda_powertools.utilities.data_classes import S3Event
-
-    if not event.get("Records"):
-        return []
-    records = []
-    for record in S3Event(event).records:
-        s3_object = record.s3.get_object
-        records.append(
-            UploadRecord(
-                bucket=record.s3.bucket.name,
-                key=unquote_plus(s3_object.key),  # S3 URL-encodes keys in events ('+' is a space)
-                size=s3_object.size,
-                version_id=s3_object.version_id,
-                sequencer=s3_object.get("sequencer"),
-                etag=s3_object.get("eTag"),
-                event_name=record.event_name,
-            )
-        )
-    return records
-
-
-def job_events(event: dict[str, Any]) -> list[JobEvent]:
-    """SNS -> Lambda envelope -> the published JobEvents (the message body is the contract)."""
-    from aws_lambda_powertools.utilities.data_classes import SNSEvent
-
-    return [JobEvent.model_validate_json(record.sns.message) for record in SNSEvent(event).records]
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -12,7 +12,6 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from imagegen.models import JobSource
 from imagegen.uploads import ERROR_SUFFIX, RESULT_SUFFIX
 from imagegen_infra import blueprint as bp
 from imagegen_infra.config import DeployConfig
@@ -97,7 +96,8 @@ class ImagegenStack(Stack):
                 s3_edit_result,
                 # Only jobs started by uploads have a result to write next to the upload.
                 filter_policy={
-                    "source": sns.SubscriptionFilter.string_filter(allowlist=[JobSource.S3.value])
+                    attribute: sns.SubscriptionFilter.string_filter(allowlist=values)
+                    for attribute, values in bp.S3_RESULT_FILTER_POLICY.items()
                 },
             )
         )
@@ -147,8 +147,10 @@ class ImagegenStack(Stack):
             f"{bp.EDITS_PREFIX}*{ERROR_SUFFIX}",
             "answers next to an upload",
         )
+        # ListBucket lets a HEAD of a missing manifest input answer 404 (an error file for the
+        # user) instead of 403 (a retried failure). Not limited by s3:prefix: a HEAD carries none.
+        s3_edit.add_to_role_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[uploads.bucket_arn]))
         jobs.grant(s3_edit, *TABLE_READ_WRITE)
-        keys.grant(s3_edit, *TABLE_READ)
         machine.grant_start_execution(s3_edit)
         notifications.grant_publish_events(s3_edit)
         # s3-edit-result: read the ended job, write `<name>.result.json` next to its upload.

@@ -243,6 +243,10 @@ def test_s3_edit_functions_write_only_their_answers_next_to_uploads(template: di
     edit = _allowed(template, bp.S3_EDIT_FUNCTION)
     assert edit["s3:GetObjectVersion"] == [_object_arn(template, "uploads", f"{bp.EDITS_PREFIX}*")]
     assert edit["s3:PutObject"] == [_object_arn(template, "uploads", f"{bp.EDITS_PREFIX}*.error.json")]
+    # ListBucket on the uploads bucket only, so a missing manifest input is a 404, not a 403.
+    assert edit["s3:ListBucket"] == [{"Fn::GetAtt": [_bucket(template, "uploads")[0], "Arn"]}]
+    keys_table = logical_id(template, "AWS::DynamoDB::Table", TableName=bp.API_KEYS_TABLE.name)
+    assert keys_table not in json.dumps(edit)  # jobs from uploads belong to the configured owner
     result = _allowed(template, bp.S3_RESULT_FUNCTION)
     assert result["s3:PutObject"] == [_object_arn(template, "uploads", f"{bp.EDITS_PREFIX}*.result.json")]
     assert "dynamodb:PutItem" not in result

@@ -365,6 +365,25 @@ def test_a_redelivered_bad_upload_is_announced_once(bucket, job_events):
     assert len(job_events(outcome["job_id"], expect=2, timeout=1.0)) == 1
 
 
+def test_what_no_configured_provider_can_render_is_refused_as_the_api_refuses_it(bucket, api):
+    with environment(IMAGEGEN_PROVIDER="apiinone"):  # renders PNG only
+        key = f"edits/{name()}.png"
+        outcome, _ = upload_and_deliver(
+            bucket, key, png(), prompt="as webp please", **{"output-format": "webp"}
+        )
+        refused = api.post(
+            "/v2/images/generate",
+            json={
+                "prompt": "as webp please",
+                "model": "gpt-image-1.5",
+                "gptImageParams": {"output_format": "webp"},
+            },
+        )
+
+    assert (outcome["action"], outcome["error_code"]) == ("rejected", "invalid_request")
+    assert read_json(bucket, error_key(key))["error"] == refused.json()["error"]
+
+
 def test_a_job_that_cannot_be_started_is_failed_and_announced(bucket, api, job_events):
     missing = "arn:aws:states:us-east-1:123456789012:stateMachine:does-not-exist"
     with environment(IMAGEGEN_STATE_MACHINE_ARN=missing):

@@ -286,7 +286,7 @@ def test_there_are_s3_samples():
 
 @pytest.mark.parametrize("path", S3_SAMPLES, ids=lambda p: p.name)
 def test_every_s3_sample_parses_with_its_handler(path: Path):
-    from s3_edit.handler import job_events, upload_records
+    from s3_edit.parse import job_events, upload_records
 
     event = json.loads(path.read_text())
     if path.name.startswith("sns_"):
@@ -307,7 +307,7 @@ def test_every_s3_sample_parses_with_its_handler(path: Path):
 
 
 def test_event_keys_are_url_decoded():
-    from s3_edit.handler import upload_records
+    from s3_edit.parse import upload_records
 
     [record] = upload_records(json.loads((EVENTS / "s3" / "object_created_key_with_spaces.json").read_text()))
     assert record.key == "edits/red fox (2).jpg"

@@ -29,6 +29,7 @@ def test_seed_request_completes_with_stored_images(api, outputs, job_events, sim
     assert view["progress"] == 100 and view["error"] is None
     assert view["creditCost"] == 24
     [url] = view["result"]["images"]
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url  # SigV4: S3 refuses SigV2 on new buckets
     image = Image.open(io.BytesIO(httpx.get(url).content))
     assert (image.format, image.size) == ("PNG", (1536, 1024))
     keys = boto3.client("s3").list_objects_v2(Bucket=outputs["ResultsBucket"], Prefix=f"images/{job_id}/")

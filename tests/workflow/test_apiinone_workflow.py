@@ -85,12 +85,16 @@ def test_an_edit_hands_apiinone_the_input_urls(api, outputs, simulator):
         ),
     ],
 )
-def test_what_apiinone_cannot_render_fails_at_once_without_an_upstream_task(api, simulator, params, reason):
+def test_what_apiinone_cannot_render_is_refused_at_submission_without_an_upstream_task(
+    api, simulator, params, reason
+):
     prompt = unique_prompt("a glass of water")
-    view = wait_for_job(api, submit(api, prompt=prompt, **params))
+    body = {"prompt": prompt, "model": "gpt-image-1.5", "gptImageParams": params}
 
-    assert view["status"] == "FAILED" and reason in view["error"]
-    assert view["creditCost"] == 0
+    answer = api.post("/v2/images/generate", json=body)
+
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "invalid_request" and reason in answer.json()["error"]["message"]
     assert created_for(simulator, "apiinone", prompt) == []
 
 
