@@ -33,7 +33,8 @@ synth: setup  ## synthesize the CloudFormation template into cdk.out/ (offline, 
 
 lint: setup
 	$(BIN)/ruff check functions infra tests
-	$(BIN)/mypy functions infra/imagegen_local
+	$(BIN)/ruff format --check functions infra tests
+	$(BIN)/mypy functions infra
 
 format: setup
 	$(BIN)/ruff format functions infra tests

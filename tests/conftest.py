@@ -61,7 +61,9 @@ def outputs(stack: Any) -> dict[str, str]:
 
 @pytest.fixture
 def api(outputs: dict[str, str]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=outputs["ApiUrl"], headers={"X-API-Key": outputs["ApiKey"]}, timeout=30) as client:
+    with httpx.Client(
+        base_url=outputs["ApiUrl"], headers={"X-API-Key": outputs["ApiKey"]}, timeout=30
+    ) as client:
         yield client
 
 
@@ -113,7 +115,11 @@ def wait_for_job(api: httpx.Client, job_id: str, timeout: float = 30.0) -> dict[
 
 
 def submit(api: httpx.Client, **params: Any) -> str:
-    body = {"prompt": params.pop("prompt", "a lighthouse at dawn"), "model": "gpt-image-1.5", "gptImageParams": params}
+    body = {
+        "prompt": params.pop("prompt", "a lighthouse at dawn"),
+        "model": "gpt-image-1.5",
+        "gptImageParams": params,
+    }
     response = api.post("/v2/images/generate", json=body)
     assert response.status_code == 202, response.text
     return str(response.json()["jobId"])
@@ -124,9 +130,15 @@ def event_queue(stack: Any, outputs: dict[str, str]) -> str:
     """An SQS queue subscribed to the events topic, as an integration would subscribe."""
     sqs, sns = boto3.client("sqs"), boto3.client("sns")
     queue_url = sqs.create_queue(QueueName="imagegen-test-events")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=outputs["EventsTopicArn"], Protocol="sqs", Endpoint=queue_arn,
-                  Attributes={"RawMessageDelivery": "true"})
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=outputs["EventsTopicArn"],
+        Protocol="sqs",
+        Endpoint=queue_arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
     return str(queue_url)
 
 
@@ -139,8 +151,9 @@ def job_events(event_queue: str) -> Any:
     def events_for(job_id: str, expect: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for message in sqs.receive_message(QueueUrl=event_queue, MaxNumberOfMessages=10,
-                                               WaitTimeSeconds=0).get("Messages", []):
+            for message in sqs.receive_message(
+                QueueUrl=event_queue, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", []):
                 seen.append(json.loads(message["Body"]))
                 sqs.delete_message(QueueUrl=event_queue, ReceiptHandle=message["ReceiptHandle"])
             mine = [e for e in seen if e.get("jobId") == job_id]

@@ -1,6 +1,6 @@
 """One place maps domain errors to HTTP answers, all in the documented shape:
 
-    {"error": {"code": "invalid_request", "message": "...", "details": [...]}}
+{"error": {"code": "invalid_request", "message": "...", "details": [...]}}
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ STATUS_BY_ERROR: dict[type[ImagegenError], int] = {
 }
 
 
-def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Response:
+def error_response(
+    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+) -> Response:
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,

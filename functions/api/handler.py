@@ -44,7 +44,9 @@ def generate() -> Response:
     request = GenerateRequest.model_validate(body)
     svc = services()
     job = new_job(request, owner=caller.owner, settings=svc.settings)
-    job, _ = submit_job(job, svc.jobs, svc.starter, svc.settings.allow_loopback_urls, svc.settings.provider_chain)
+    job, _ = submit_job(
+        job, svc.jobs, svc.starter, svc.settings.allow_loopback_urls, svc.settings.provider_chain
+    )
     logger.info("job submitted", job_id=job.job_id, credits=job.credit_cost)
     metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
     return Response(

@@ -40,7 +40,9 @@ class KeyStore:
         item = self.table.get_item(Key={"key_hash": hash_key(raw_key)}).get("Item")
         if item is None:
             raise Unauthorized("Invalid API key")
-        key = ApiKey(key_id=str(item["key_id"]), owner=str(item["owner"]), active=item.get("status") == "active")
+        key = ApiKey(
+            key_id=str(item["key_id"]), owner=str(item["owner"]), active=item.get("status") == "active"
+        )
         if not key.active:
             raise Forbidden("API key is inactive")
         return key

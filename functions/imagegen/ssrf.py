@@ -48,7 +48,8 @@ def check_url(url: str, allow_loopback: bool = False) -> IpAddress:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeUrl(f"cannot resolve host {parts.hostname!r}") from exc
-    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    # Strip an IPv6 zone ("fe80::1%eth0"): ip_address refuses it, and the zone is not the check.
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     unsafe = [a for a in addresses if not _is_public(a, allow_loopback)]
     if unsafe or not addresses:
         raise UnsafeUrl(f"URL host {parts.hostname!r} resolves to a non-public address")

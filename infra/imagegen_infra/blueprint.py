@@ -47,15 +47,25 @@ def bucket_name(purpose: str, account: str, region: str) -> str:
 API_FUNCTION = FunctionSpec(f"{PREFIX}-api", "api.handler.lambda_handler", 29, 256, "Public API")
 CREATE_TASK_FUNCTION = FunctionSpec(
     # Synchronous providers (OpenAI) render inside this call: a high-quality image can take minutes.
-    f"{PREFIX}-create-task", "workflow.handler.create_task", 300, 512, "Create the upstream task(s)"
+    f"{PREFIX}-create-task",
+    "workflow.handler.create_task",
+    300,
+    512,
+    "Create the upstream task(s)",
 )
-POLL_TASK_FUNCTION = FunctionSpec(f"{PREFIX}-poll-task", "workflow.handler.poll_task", 30, 256, "Poll upstream")
+POLL_TASK_FUNCTION = FunctionSpec(
+    f"{PREFIX}-poll-task", "workflow.handler.poll_task", 30, 256, "Poll upstream"
+)
 FINALIZE_FUNCTION = FunctionSpec(
     f"{PREFIX}-finalize-job", "workflow.handler.finalize_job", 300, 512, "Copy images to S3, complete the job"
 )
-FAIL_FUNCTION = FunctionSpec(f"{PREFIX}-fail-job", "workflow.handler.fail_job", 30, 256, "Record a failed job")
+FAIL_FUNCTION = FunctionSpec(
+    f"{PREFIX}-fail-job", "workflow.handler.fail_job", 30, 256, "Record a failed job"
+)
 # S3-triggered edits: objects under EDITS_PREFIX in the uploads bucket start edit jobs.
-S3_EDIT_FUNCTION = FunctionSpec(f"{PREFIX}-s3-edit", "s3_edit.handler.lambda_handler", 60, 256, "Start edits from S3")
+S3_EDIT_FUNCTION = FunctionSpec(
+    f"{PREFIX}-s3-edit", "s3_edit.handler.lambda_handler", 60, 256, "Start edits from S3"
+)
 # Writes `<name>.result.json` / `.error.json` next to an upload once its job ends: subscribed
 # to the events topic (filter: source = s3), so the workflow knows nothing of uploads.
 S3_RESULT_FUNCTION = FunctionSpec(

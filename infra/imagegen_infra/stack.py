@@ -149,7 +149,9 @@ class ImagegenStack(Stack):
         )
         # ListBucket lets a HEAD of a missing manifest input answer 404 (an error file for the
         # user) instead of 403 (a retried failure). Not limited by s3:prefix: a HEAD carries none.
-        s3_edit.add_to_role_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[uploads.bucket_arn]))
+        s3_edit.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[uploads.bucket_arn])
+        )
         jobs.grant(s3_edit, *TABLE_READ_WRITE)
         machine.grant_start_execution(s3_edit)
         notifications.grant_publish_events(s3_edit)

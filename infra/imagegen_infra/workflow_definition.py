@@ -40,7 +40,12 @@ TRANSIENT_UPSTREAM_ERROR = "UpstreamTransientError"
 # A crash of our own step (a bug, an out-of-memory, a timeout) is retried once before the job
 # fails: a crash between creating the upstream task and recording it must not lose the job, and
 # the retry reuses the task through the provider's idempotency key.
-RETRY_ONCE_ON_CRASH = {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 1, "BackoffRate": 1.0}
+RETRY_ONCE_ON_CRASH = {
+    "ErrorEquals": ["States.ALL"],
+    "IntervalSeconds": 1,
+    "MaxAttempts": 1,
+    "BackoffRate": 1.0,
+}
 TASK_TIMEOUT_MARGIN_SECONDS = 30
 EXECUTION_MARGIN_SECONDS = 900  # finalize and failure recording after the job deadline
 
@@ -50,8 +55,12 @@ def _arn_placeholder(function: FunctionSpec) -> str:
     return "${" + name + "}"
 
 
-def _lambda_task(function: FunctionSpec, next_state: str, extra_retry: list[dict[str, Any]] | None = None,
-                 catch: bool = True) -> dict[str, Any]:
+def _lambda_task(
+    function: FunctionSpec,
+    next_state: str,
+    extra_retry: list[dict[str, Any]] | None = None,
+    catch: bool = True,
+) -> dict[str, Any]:
     state: dict[str, Any] = {
         "Type": "Task",
         "Resource": "arn:aws:states:::lambda:invoke",
@@ -82,8 +91,13 @@ def _wait(next_state: str) -> dict[str, Any]:
 
 
 def definition(job_deadline_seconds: int) -> dict[str, Any]:
-    route_to = {"create": "WaitBeforeCreate", "poll": "WaitBeforePoll", "finalize": "Finalize",
-                "fail": "RecordFailure", "done": "Done"}
+    route_to = {
+        "create": "WaitBeforeCreate",
+        "poll": "WaitBeforePoll",
+        "finalize": "Finalize",
+        "fail": "RecordFailure",
+        "done": "Done",
+    }
     return {
         "Comment": "imagegen job: create the upstream task, poll it, store the images, announce the outcome",
         "StartAt": "CreateTask",
@@ -93,7 +107,8 @@ def definition(job_deadline_seconds: int) -> dict[str, Any]:
             "Route": {
                 "Type": "Choice",
                 "Choices": [
-                    {"Variable": "$.next", "StringEquals": step, "Next": state} for step, state in route_to.items()
+                    {"Variable": "$.next", "StringEquals": step, "Next": state}
+                    for step, state in route_to.items()
                 ],
                 "Default": "RecordFailure",
             },
@@ -116,12 +131,17 @@ def definition(job_deadline_seconds: int) -> dict[str, Any]:
             ),
             "RecordFailure": {
                 **_lambda_task(FAIL_FUNCTION, "Done", catch=False),
-                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "FailureNotRecorded"}],
+                "Catch": [
+                    {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "FailureNotRecorded"}
+                ],
             },
             "Done": {"Type": "Succeed"},
             # Reached only if recording a failure itself fails: the execution fails, which alarms.
-            "FailureNotRecorded": {"Type": "Fail", "Error": "FailureNotRecorded",
-                                   "Cause": "the job's failure could not be written; see the execution history"},
+            "FailureNotRecorded": {
+                "Type": "Fail",
+                "Error": "FailureNotRecorded",
+                "Cause": "the job's failure could not be written; see the execution history",
+            },
         },
     }
 

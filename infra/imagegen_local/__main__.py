@@ -38,7 +38,9 @@ def main() -> int:
     try:
         outputs = stack.start()
         stack.write_outputs(outputs_file)
-        upstream = "simulator at " + stack.simulator.base_url if stack.simulator else stack.config.provider_base_url
+        upstream = (
+            "simulator at " + stack.simulator.base_url if stack.simulator else stack.config.provider_base_url
+        )
         print(f"imagegen local stack ready (provider {stack.config.provider}, upstream {upstream})")
         print(json.dumps(outputs, indent=2), flush=True)
         print(f"outputs written to {outputs_file}; Ctrl-C to stop", flush=True)

@@ -27,7 +27,7 @@ READY_TIMEOUT_SECONDS = 90
 JOB_TIMEOUT_SECONDS = 180
 
 # The seed's own example (shared/seeds/000: apiframe v2, GPT Image 1.5).
-SEED_REQUEST = {
+SEED_REQUEST: dict[str, Any] = {
     "prompt": "A whimsical watercolor painting of a fox reading a book in a sunlit forest clearing",
     "model": "gpt-image-1.5",
     "gptImageParams": {"quality": "high", "aspect_ratio": "3:2", "output_format": "png"},
@@ -44,8 +44,13 @@ def start_stack() -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     OUTPUTS_FILE.unlink(missing_ok=True)
     OUT_DIR.mkdir(exist_ok=True)
     log = LOG_FILE.open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "imagegen_local"], cwd=REPO_ROOT, env=os.environ.copy(),
-                               stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imagegen_local"],
+        cwd=REPO_ROOT,
+        env=os.environ.copy(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -90,7 +95,8 @@ def download(urls: list[str], job_id: str, output_format: str) -> list[Path]:
         path = OUT_DIR / f"{job_id}-{index}.{output_format}"
         path.write_bytes(httpx.get(url, timeout=60).raise_for_status().content)
         with Image.open(path) as image:
-            say(f"  saved {path.relative_to(REPO_ROOT)}  {image.format} {image.size[0]}x{image.size[1]} {image.mode}")
+            width, height = image.size
+            say(f"  saved {path.relative_to(REPO_ROOT)}  {image.format} {width}x{height} {image.mode}")
         paths.append(path)
     return paths
 
@@ -109,12 +115,19 @@ def run(outputs: dict[str, str]) -> int:
         say(f"job FAILED: {view['error']}")
         return 1
     images = download(view["result"]["images"], job_id, SEED_REQUEST["gptImageParams"]["output_format"])
-    s3 = boto3.client("s3", endpoint_url=outputs["AwsEndpointUrl"], region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")  # noqa: S106 (moto)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=outputs["AwsEndpointUrl"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 (moto's dummy credentials)
+    )
     listed = s3.list_objects_v2(Bucket=outputs["ResultsBucket"], Prefix=f"images/{job_id}/")
     say(f"job id       {job_id}")
-    say(f"timings      submitted -> COMPLETED in {time.monotonic() - submitted_at:.1f} s "
-        f"(created {view['createdAt']}, completed {view['completedAt']})")
+    say(
+        f"timings      submitted -> COMPLETED in {time.monotonic() - submitted_at:.1f} s "
+        f"(created {view['createdAt']}, completed {view['completedAt']})"
+    )
     say(f"credits      {view['creditCost']}")
     for obj in listed.get("Contents", []):
         say(f"S3 object    s3://{outputs['ResultsBucket']}/{obj['Key']}  ({obj['Size']} bytes)")
@@ -129,13 +142,23 @@ def edit_through_s3(s3: Any, outputs: dict[str, str], image: Path) -> int:
     from imagegen_local.edits_client import save_results, upload_edit, wait_for_result
 
     prompt = "Make it a moonlit night scene"
-    edit = upload_edit(s3, outputs["UploadsBucket"], f"demo-{image.stem}", image.read_bytes(), prompt,
-                       quality="low", output_format="png", aspect_ratio="3:2")
+    edit = upload_edit(
+        s3,
+        outputs["UploadsBucket"],
+        f"demo-{image.stem}",
+        image.read_bytes(),
+        prompt,
+        quality="low",
+        output_format="png",
+        aspect_ratio="3:2",
+    )
     say(f"S3 edit      uploaded s3://{outputs['UploadsBucket']}/{edit.key} with x-amz-meta-prompt={prompt!r}")
     started = time.monotonic()
     result = wait_for_result(s3, outputs["UploadsBucket"], edit, timeout=JOB_TIMEOUT_SECONDS)
-    say(f"  -> s3://{outputs['UploadsBucket']}/{edit.result_key} after {time.monotonic() - started:.1f} s: "
-        f"job {result['jobId']} {result['status']}, credits {result.get('creditCost')}")
+    say(
+        f"  -> s3://{outputs['UploadsBucket']}/{edit.result_key} after {time.monotonic() - started:.1f} s: "
+        f"job {result['jobId']} {result['status']}, credits {result.get('creditCost')}"
+    )
     if result["status"] != "COMPLETED":
         say(f"edit FAILED: {result.get('error')}")
         return 1
@@ -148,7 +171,8 @@ def edit_through_s3(s3: Any, outputs: dict[str, str], image: Path) -> int:
 def main() -> int:
     say("starting the local stack (moto + upstream simulator + local API) ...")
     process, outputs = start_stack()
-    say(f"ready: API {outputs['ApiUrl']}, AWS (moto) {outputs['AwsEndpointUrl']}; logs in {LOG_FILE.relative_to(REPO_ROOT)}")
+    say(f"ready: API {outputs['ApiUrl']}, AWS (moto) {outputs['AwsEndpointUrl']}")
+    say(f"logs of the stack and its functions: {LOG_FILE.relative_to(REPO_ROOT)}")
     try:
         return run(outputs)
     finally:

@@ -26,7 +26,9 @@ MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 STAGE = "v2"
 
 
-def proxy_event(method: str, raw_path: str, headers: dict[str, str], body: bytes, source_ip: str) -> dict[str, Any]:
+def proxy_event(
+    method: str, raw_path: str, headers: dict[str, str], body: bytes, source_ip: str
+) -> dict[str, Any]:
     parts = urlsplit(raw_path)
     query = parse_qs(parts.query, keep_blank_values=True)
     try:
@@ -66,8 +68,13 @@ def _error_body(code: str, message: str) -> bytes:
 
 
 class LocalApiGateway:
-    def __init__(self, handler: Callable[[dict[str, Any], Any], dict[str, Any]], function_name: str,
-                 host: str = "127.0.0.1", port: int = 8787) -> None:
+    def __init__(
+        self,
+        handler: Callable[[dict[str, Any], Any], dict[str, Any]],
+        function_name: str,
+        host: str = "127.0.0.1",
+        port: int = 8787,
+    ) -> None:
         self.handler = handler
         self.function_name = function_name
         self.server = ThreadingHTTPServer((host, port), self._request_handler_class())
@@ -77,7 +84,7 @@ class LocalApiGateway:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.server.serve_forever, name="local-api", daemon=True)
@@ -98,19 +105,26 @@ class LocalApiGateway:
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > MAX_BODY_BYTES:
-                    self._reply(413, {"Content-Type": "application/json"},
-                                _error_body("payload_too_large", "request body over 10 MB"))
+                    self._reply(
+                        413,
+                        {"Content-Type": "application/json"},
+                        _error_body("payload_too_large", "request body over 10 MB"),
+                    )
                     return
                 body = self.rfile.read(length) if length else b""
-                event = proxy_event(self.command, self.path, dict(self.headers.items()), body,
-                                    self.client_address[0])
+                event = proxy_event(
+                    self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
+                )
                 context = FakeLambdaContext(function_name=gateway.function_name, timeout_seconds=29)
                 try:
                     answer = gateway.handler(event, context)
                 except Exception:  # what API Gateway does when the integration fails
                     log.exception("API function raised")
-                    self._reply(502, {"Content-Type": "application/json"},
-                                _error_body("bad_gateway", "the API function failed"))
+                    self._reply(
+                        502,
+                        {"Content-Type": "application/json"},
+                        _error_body("bad_gateway", "the API function failed"),
+                    )
                     return
                 headers = dict(answer.get("headers") or {})
                 for name, values in (answer.get("multiValueHeaders") or {}).items():

@@ -72,7 +72,7 @@ class InProcessLambdaRuntime:
         def _invoke_lambda(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
             return runtime.invoke(function, event)
 
-        LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign]
+        LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign,assignment]
 
     def uninstall(self) -> None:
         if self._original is not None:
@@ -94,7 +94,7 @@ class InProcessLambdaRuntime:
         started = time.perf_counter()
         error_type = None
         try:
-            result = load_handler(function.handler)(event, context)
+            result = load_handler(str(function.handler))(event, context)
             payload = json.dumps(result)
             errored = False
         except Exception as exc:

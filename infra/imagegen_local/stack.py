@@ -59,12 +59,20 @@ class LocalStackConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LocalStackConfig:
         env = os.environ if environ is None else environ
-        passthrough = ("IMAGEGEN_FIRST_POLL_SECONDS", "IMAGEGEN_POLL_INTERVAL_SECONDS",
-                       "IMAGEGEN_JOB_DEADLINE_SECONDS", "IMAGEGEN_RETRY_BASE_SECONDS",
-                       "IMAGEGEN_RETRY_MAX_SECONDS", "IMAGEGEN_MAX_CREATE_ATTEMPTS",
-                       "IMAGEGEN_UPSTREAM_TIMEOUT_SECONDS", "IMAGEGEN_MAX_UPLOAD_BYTES",
-                       "IMAGEGEN_PROVIDER_FAILOVER", "IMAGEGEN_PROVIDER_BASE_URLS", "IMAGEGEN_RENDER_TIMEOUT_SECONDS",
-                       "IMAGEGEN_CORS_ALLOW_ORIGINS")
+        passthrough = (
+            "IMAGEGEN_FIRST_POLL_SECONDS",
+            "IMAGEGEN_POLL_INTERVAL_SECONDS",
+            "IMAGEGEN_JOB_DEADLINE_SECONDS",
+            "IMAGEGEN_RETRY_BASE_SECONDS",
+            "IMAGEGEN_RETRY_MAX_SECONDS",
+            "IMAGEGEN_MAX_CREATE_ATTEMPTS",
+            "IMAGEGEN_UPSTREAM_TIMEOUT_SECONDS",
+            "IMAGEGEN_MAX_UPLOAD_BYTES",
+            "IMAGEGEN_PROVIDER_FAILOVER",
+            "IMAGEGEN_PROVIDER_BASE_URLS",
+            "IMAGEGEN_RENDER_TIMEOUT_SECONDS",
+            "IMAGEGEN_CORS_ALLOW_ORIGINS",
+        )
         return cls(
             port=int(env.get("IMAGEGEN_LOCAL_PORT", "8787")),
             api_key=env.get("IMAGEGEN_API_KEY") or None,
@@ -148,8 +156,9 @@ class LocalStack:
         self._start_moto()
         self._start_simulator()
         self._create_resources()
-        self._gateway = LocalApiGateway(load_handler(bp.API_FUNCTION.handler), bp.API_FUNCTION.name,
-                                        port=self.config.port)
+        self._gateway = LocalApiGateway(
+            load_handler(bp.API_FUNCTION.handler), bp.API_FUNCTION.name, port=self.config.port
+        )
         self._gateway.start()
         self.outputs["ApiUrl"] = self._gateway.url
         return self.outputs
@@ -207,8 +216,10 @@ class LocalStack:
             return
         from imagegen_local.simulator import SimulatorConfig, UpstreamSimulator
 
-        sim_env = {"IMAGEGEN_SIM_LATENCY": self.config.sim_latency or "",
-                   "IMAGEGEN_SIM_FAULTS": self.config.sim_faults or ""}
+        sim_env = {
+            "IMAGEGEN_SIM_LATENCY": self.config.sim_latency or "",
+            "IMAGEGEN_SIM_FAULTS": self.config.sim_faults or "",
+        }
         sim_config = SimulatorConfig.from_env({k: v for k, v in sim_env.items() if v})
         self.config.provider_api_key = self.config.provider_api_key or "sim_" + secrets.token_hex(12)
         sim_config.api_key = self.config.provider_api_key
@@ -240,8 +251,10 @@ class LocalStack:
         s3.create_bucket(Bucket=results_bucket)
         s3.put_public_access_block(
             Bucket=results_bucket,
-            PublicAccessBlockConfiguration={k: True for k in ("BlockPublicAcls", "IgnorePublicAcls",
-                                                              "BlockPublicPolicy", "RestrictPublicBuckets")},
+            PublicAccessBlockConfiguration={
+                k: True
+                for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+            },
         )
         uploads_bucket = self._create_uploads_bucket(s3)
         topic_arn = session.client("sns").create_topic(Name=bp.EVENTS_TOPIC)["TopicArn"]
@@ -261,9 +274,14 @@ class LocalStack:
             uploads_bucket=uploads_bucket,
             uploads_owner=LOCAL_OWNER,  # S3 edits are the local key's jobs: visible through its API
         )
-        function_env = {**settings.to_environ(), "IMAGEGEN_FIRST_POLL_SECONDS": "1",
-                        "IMAGEGEN_POLL_INTERVAL_SECONDS": "1", **self.config.settings_env,
-                        "POWERTOOLS_SERVICE_NAME": "imagegen", "POWERTOOLS_METRICS_NAMESPACE": "imagegen"}
+        function_env = {
+            **settings.to_environ(),
+            "IMAGEGEN_FIRST_POLL_SECONDS": "1",
+            "IMAGEGEN_POLL_INTERVAL_SECONDS": "1",
+            **self.config.settings_env,
+            "POWERTOOLS_SERVICE_NAME": "imagegen",
+            "POWERTOOLS_METRICS_NAMESPACE": "imagegen",
+        }
         # In Lambda each function gets this environment; in-process they share os.environ.
         os.environ.update(function_env)
         reset()
@@ -294,10 +312,21 @@ class LocalStack:
         try:
             return str(iam.get_role(RoleName="imagegen-local")["Role"]["Arn"])
         except iam.exceptions.NoSuchEntityException:
-            trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                     "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]}}]}
-            return str(iam.create_role(RoleName="imagegen-local", AssumeRolePolicyDocument=json.dumps(trust))
-                       ["Role"]["Arn"])
+            trust = {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "sts:AssumeRole",
+                        "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
+                    }
+                ],
+            }
+            return str(
+                iam.create_role(RoleName="imagegen-local", AssumeRolePolicyDocument=json.dumps(trust))[
+                    "Role"
+                ]["Arn"]
+            )
 
     def _create_functions(self, session: boto3.session.Session, env: dict[str, str]) -> dict[str, str]:
         """Register every function in moto with the blueprint's handler, timeout and memory;
@@ -333,8 +362,10 @@ class LocalStack:
         s3.create_bucket(Bucket=bucket)
         s3.put_public_access_block(
             Bucket=bucket,
-            PublicAccessBlockConfiguration={k: True for k in ("BlockPublicAcls", "IgnorePublicAcls",
-                                                              "BlockPublicPolicy", "RestrictPublicBuckets")},
+            PublicAccessBlockConfiguration={
+                k: True
+                for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+            },
         )
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         return bucket
@@ -347,23 +378,36 @@ class LocalStack:
         edit_arn = self.function_arns[bp.S3_EDIT_FUNCTION.name]
         result_arn = self.function_arns[bp.S3_RESULT_FUNCTION.name]
         lambda_client.add_permission(
-            FunctionName=edit_arn, StatementId="s3-edits", Action="lambda:InvokeFunction",
-            Principal="s3.amazonaws.com", SourceArn=f"arn:aws:s3:::{bucket}", SourceAccount=ACCOUNT,
+            FunctionName=edit_arn,
+            StatementId="s3-edits",
+            Action="lambda:InvokeFunction",
+            Principal="s3.amazonaws.com",
+            SourceArn=f"arn:aws:s3:::{bucket}",
+            SourceAccount=ACCOUNT,
         )
         session.client("s3").put_bucket_notification_configuration(
             Bucket=bucket,
-            NotificationConfiguration={"LambdaFunctionConfigurations": [{
-                "Id": "imagegen-s3-edits",
-                "LambdaFunctionArn": edit_arn,
-                "Events": ["s3:ObjectCreated:*"],
-                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": bp.EDITS_PREFIX}]}},
-            }]},
+            NotificationConfiguration={
+                "LambdaFunctionConfigurations": [
+                    {
+                        "Id": "imagegen-s3-edits",
+                        "LambdaFunctionArn": edit_arn,
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": bp.EDITS_PREFIX}]}},
+                    }
+                ]
+            },
         )
         lambda_client.add_permission(
-            FunctionName=result_arn, StatementId="sns-edit-results", Action="lambda:InvokeFunction",
-            Principal="sns.amazonaws.com", SourceArn=topic_arn,
+            FunctionName=result_arn,
+            StatementId="sns-edit-results",
+            Action="lambda:InvokeFunction",
+            Principal="sns.amazonaws.com",
+            SourceArn=topic_arn,
         )
         session.client("sns").subscribe(
-            TopicArn=topic_arn, Protocol="lambda", Endpoint=result_arn,
+            TopicArn=topic_arn,
+            Protocol="lambda",
+            Endpoint=result_arn,
             Attributes={"FilterPolicy": json.dumps(bp.S3_RESULT_FILTER_POLICY)},
         )

@@ -25,15 +25,24 @@ API_KEY = "igk_e2e_test_key"
 
 
 @pytest.fixture(scope="module")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str], Path]]:
+def local_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str], Path]]:
     outputs_file = tmp_path_factory.mktemp("e2e") / "local-stack.json"
-    env = {**os.environ, "IMAGEGEN_LOCAL_PORT": str(free_port()), "IMAGEGEN_API_KEY": API_KEY,
-           "IMAGEGEN_SIM_LATENCY": "0.2,0.6", "IMAGEGEN_LOCAL_OUTPUTS": str(outputs_file),
-           "IMAGEGEN_FIRST_POLL_SECONDS": "0", "IMAGEGEN_POLL_INTERVAL_SECONDS": "1",
-           "PYTHONPATH": f"{REPO_ROOT / 'functions'}:{REPO_ROOT / 'infra'}"}
+    env = {
+        **os.environ,
+        "IMAGEGEN_LOCAL_PORT": str(free_port()),
+        "IMAGEGEN_API_KEY": API_KEY,
+        "IMAGEGEN_SIM_LATENCY": "0.2,0.6",
+        "IMAGEGEN_LOCAL_OUTPUTS": str(outputs_file),
+        "IMAGEGEN_FIRST_POLL_SECONDS": "0",
+        "IMAGEGEN_POLL_INTERVAL_SECONDS": "1",
+        "PYTHONPATH": f"{REPO_ROOT / 'functions'}:{REPO_ROOT / 'infra'}",
+    }
     log = (outputs_file.parent / "stack.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "imagegen_local"], cwd=REPO_ROOT, env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imagegen_local"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 60
     while not outputs_file.exists():
         assert process.poll() is None, (outputs_file.parent / "stack.log").read_text()[-2000:]
@@ -55,15 +64,34 @@ def test_outputs_have_the_cdk_stacks_keys(local_stack):
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_the_seeds_curl_example_completes_with_downloadable_images(local_stack):
     _, outputs, _ = local_stack
-    seed_body = json.dumps({
-        "prompt": "A whimsical watercolor painting of a fox reading a book in a sunlit forest clearing",
-        "model": "gpt-image-1.5",
-        "gptImageParams": {"quality": "high", "aspect_ratio": "3:2", "output_format": "png"},
-    })
+    seed_body = json.dumps(
+        {
+            "prompt": "A whimsical watercolor painting of a fox reading a book in a sunlit forest clearing",
+            "model": "gpt-image-1.5",
+            "gptImageParams": {"quality": "high", "aspect_ratio": "3:2", "output_format": "png"},
+        }
+    )
     curl = subprocess.run(
-        ["curl", "-sS", "-X", "POST", f"{outputs['ApiUrl']}/v2/images/generate", "-H", f"X-API-Key: {API_KEY}",
-         "-H", "Content-Type: application/json", "-d", seed_body, "-w", "\n%{http_code}"],
-        capture_output=True, text=True, check=True, timeout=30)
+        [
+            "curl",
+            "-sS",
+            "-X",
+            "POST",
+            f"{outputs['ApiUrl']}/v2/images/generate",
+            "-H",
+            f"X-API-Key: {API_KEY}",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            seed_body,
+            "-w",
+            "\n%{http_code}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
     body, status = curl.stdout.rsplit("\n", 1)
     assert status == "202"
     job_id = json.loads(body)["jobId"]

@@ -46,7 +46,10 @@ def test_cors_preflights_the_two_routes_and_errors_carry_the_origin(variant: Any
         headers = preflight["Integration"]["IntegrationResponses"][0]["ResponseParameters"]
         assert headers["method.response.header.Access-Control-Allow-Origin"] == f"'{ORIGIN}'"
     for response in resources(template, "AWS::ApiGateway::GatewayResponse").values():
-        assert response["ResponseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"] == f"'{ORIGIN}'"
+        assert (
+            response["ResponseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"]
+            == f"'{ORIGIN}'"
+        )
 
 
 def test_context_reaches_the_resources(variant: Any) -> None:

@@ -20,7 +20,10 @@ def call(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     from api.handler import lambda_handler
 
     answer = lambda_handler(event, FakeLambdaContext(function_name=bp.API_FUNCTION.name))
-    headers = {**answer.get("headers", {}), **{k: v[-1] for k, v in answer.get("multiValueHeaders", {}).items()}}
+    headers = {
+        **answer.get("headers", {}),
+        **{k: v[-1] for k, v in answer.get("multiValueHeaders", {}).items()},
+    }
     assert headers["Content-Type"] == "application/json"
     return answer["statusCode"], json.loads(answer["body"])
 
@@ -54,7 +57,9 @@ def test_seed_example_is_accepted_stored_and_started(stack, outputs):
 
     assert status == 202
     assert body["status"] == "QUEUED" and set(body) == {"jobId", "status"}
-    item = boto3.resource("dynamodb").Table(outputs["JobsTable"]).get_item(Key={"job_id": body["jobId"]})["Item"]
+    item = (
+        boto3.resource("dynamodb").Table(outputs["JobsTable"]).get_item(Key={"job_id": body["jobId"]})["Item"]
+    )
     assert item["owner"] == "local-user" and item["credit_cost"] == 24
     assert item["params"]["aspect_ratio"] == "3:2" and item["params"]["output_format"] == "png"
     execution_arn = outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + ":" + body["jobId"]
@@ -70,8 +75,13 @@ def test_defaults_of_the_seed_are_applied(stack, outputs):
 
     assert status == 200
     assert view["gptImageParams"] == {
-        "quality": "medium", "aspect_ratio": "1:1", "output_format": "webp", "background": "auto",
-        "input_images": None, "input_fidelity": "low", "number_of_images": 3,
+        "quality": "medium",
+        "aspect_ratio": "1:1",
+        "output_format": "webp",
+        "background": "auto",
+        "input_images": None,
+        "input_fidelity": "low",
+        "number_of_images": 3,
     }
     assert view["creditCost"] == 27  # the seed's own example: 3 x 9
 
@@ -82,8 +92,13 @@ def test_every_invalid_field_is_reported_in_one_400(stack, outputs):
     assert status == 400
     assert_error_shape(body, "invalid_request")
     fields = {d["field"] for d in body["error"]["details"]}
-    assert {"prompt", "model", "gptImageParams.quality", "gptImageParams.aspectRatio",
-            "gptImageParams.number_of_images"} <= fields
+    assert {
+        "prompt",
+        "model",
+        "gptImageParams.quality",
+        "gptImageParams.aspectRatio",
+        "gptImageParams.number_of_images",
+    } <= fields
 
 
 @pytest.mark.parametrize("body", ["prompt=a fox", "[1, 2]", "", "null"])
@@ -117,8 +132,13 @@ def test_invalid_param_combinations_are_a_400(stack, outputs, params, field):
 
 def test_input_images_on_private_addresses_are_refused(stack, outputs):
     event = with_key(load_event("api/generate_seed_example.json"), outputs["ApiKey"])
-    event["body"] = json.dumps({"prompt": "edit", "model": "gpt-image-1.5",
-                                "gptImageParams": {"input_images": ["http://169.254.169.254/latest/meta-data/"]}})
+    event["body"] = json.dumps(
+        {
+            "prompt": "edit",
+            "model": "gpt-image-1.5",
+            "gptImageParams": {"input_images": ["http://169.254.169.254/latest/meta-data/"]},
+        }
+    )
 
     status, body = call(event)
 
@@ -144,8 +164,11 @@ def test_unknown_key_is_a_401(stack):
 def test_inactive_key_is_a_403(stack, outputs):
     key = KeyStore(outputs.get("ApiKeysTable", bp.API_KEYS_TABLE.name)).create("someone-else")
     boto3.resource("dynamodb").Table(bp.API_KEYS_TABLE.name).update_item(
-        Key={"key_hash": hash_key(key)}, UpdateExpression="SET #s = :s",
-        ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": "inactive"})
+        Key={"key_hash": hash_key(key)},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": "inactive"},
+    )
 
     status, body = call(with_key(load_event("api/generate_seed_example.json"), key))
 
@@ -185,7 +208,8 @@ def test_a_workflow_that_cannot_start_fails_the_job_and_answers_503(stack, outpu
 
     def refuse(**_: Any) -> None:
         raise boto3.client("stepfunctions").exceptions.ClientError(
-            {"Error": {"Code": "ServiceUnavailable", "Message": "try later"}}, "StartExecution")
+            {"Error": {"Code": "ServiceUnavailable", "Message": "try later"}}, "StartExecution"
+        )
 
     monkeypatch.setattr(services().starter.sfn, "start_execution", refuse)
     status, body = call(with_key(load_event("api/generate_seed_example.json"), outputs["ApiKey"]))
@@ -197,8 +221,9 @@ def test_a_workflow_that_cannot_start_fails_the_job_and_answers_503(stack, outpu
     assert failed and all(j["status"] == "FAILED" for j in failed)
 
 
-def test_a_request_no_configured_provider_can_serve_is_a_400_before_anything_is_stored(stack, outputs,
-                                                                                       reconfigure):
+def test_a_request_no_configured_provider_can_serve_is_a_400_before_anything_is_stored(
+    stack, outputs, reconfigure
+):
     event = with_key(load_event("api/generate_three_medium_webp.json"), outputs["ApiKey"])
     jobs_before = boto3.resource("dynamodb").Table(outputs["JobsTable"]).scan(Select="COUNT")["Count"]
 
@@ -210,7 +235,10 @@ def test_a_request_no_configured_provider_can_serve_is_a_400_before_anything_is_
     assert status == 400
     assert_error_shape(body, "invalid_request")
     assert "PNG only" in body["error"]["message"]
-    assert boto3.resource("dynamodb").Table(outputs["JobsTable"]).scan(Select="COUNT")["Count"] == jobs_before + 1
+    assert (
+        boto3.resource("dynamodb").Table(outputs["JobsTable"]).scan(Select="COUNT")["Count"]
+        == jobs_before + 1
+    )
     assert served_by_failover == 202  # OpenAI, next in the chain, renders webp
 
 

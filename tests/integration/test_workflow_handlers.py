@@ -90,8 +90,11 @@ def test_poll_after_the_deadline_routes_to_failure(stack):
 @pytest.mark.parametrize("entry_point", ["create_task", "poll_task", "finalize_job"])
 def test_steps_on_a_finished_job_do_nothing(stack, entry_point):
     job_id = stored_job(status=JobStatus.FAILED, error="earlier failure")
-    sample = {"create_task": "workflow/create_task.json", "poll_task": "workflow/poll_task.json",
-              "finalize_job": "workflow/finalize_job.json"}[entry_point]
+    sample = {
+        "create_task": "workflow/create_task.json",
+        "poll_task": "workflow/poll_task.json",
+        "finalize_job": "workflow/finalize_job.json",
+    }[entry_point]
 
     answer = run(entry_point, sample, job_id)
 

@@ -36,8 +36,12 @@ def test_create_sends_the_seed_shape_with_key_and_idempotency_key():
     seen = {}
 
     def handler(http_request: httpx.Request) -> httpx.Response:
-        seen.update(method=http_request.method, path=http_request.url.path, headers=http_request.headers,
-                    body=json.loads(http_request.content))
+        seen.update(
+            method=http_request.method,
+            path=http_request.url.path,
+            headers=http_request.headers,
+            body=json.loads(http_request.content),
+        )
         return httpx.Response(202, json={"jobId": "up-1", "status": "QUEUED"})
 
     created = provider(handler).create_task(request("job-42"), 0)
@@ -47,8 +51,12 @@ def test_create_sends_the_seed_shape_with_key_and_idempotency_key():
     assert seen["headers"]["x-api-key"] == "afk_test"
     assert seen["headers"]["idempotency-key"] == "imagegen-job-42-0"
     assert seen["body"]["prompt"] == SEED_BODY["prompt"] and seen["body"]["model"] == "gpt-image-1.5"
-    assert seen["body"]["gptImageParams"] == {**SEED_BODY["gptImageParams"], "background": "auto",
-                                              "input_fidelity": "low", "number_of_images": 1}
+    assert seen["body"]["gptImageParams"] == {
+        **SEED_BODY["gptImageParams"],
+        "background": "auto",
+        "input_fidelity": "low",
+        "number_of_images": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -57,8 +65,12 @@ def test_create_sends_the_seed_shape_with_key_and_idempotency_key():
         ({"status": "QUEUED", "progress": 0}, JobStatus.PROCESSING, 0, []),
         ({"status": "PROCESSING", "progress": 40}, JobStatus.PROCESSING, 40, []),
         ({"status": "processing", "progress": 100}, JobStatus.PROCESSING, 99, []),
-        ({"status": "COMPLETED", "progress": 100, "result": SEED_RESULT}, JobStatus.COMPLETED, 100,
-         SEED_RESULT["images"]),
+        (
+            {"status": "COMPLETED", "progress": 100, "result": SEED_RESULT},
+            JobStatus.COMPLETED,
+            100,
+            SEED_RESULT["images"],
+        ),
     ],
 )
 def test_statuses_are_normalised(body, status, progress, urls):
@@ -67,12 +79,21 @@ def test_statuses_are_normalised(body, status, progress, urls):
 
 
 def test_a_failed_job_carries_the_providers_reason():
-    state = provider(lambda _: httpx.Response(200, json={"status": "FAILED", "error": "NSFW content"})).get_task("x")
+    state = provider(
+        lambda _: httpx.Response(200, json={"status": "FAILED", "error": "NSFW content"})
+    ).get_task("x")
     assert state.status is JobStatus.FAILED and state.error == "NSFW content"
 
 
-@pytest.mark.parametrize("body", [{"status": "COMPLETED", "result": None}, {"status": "COMPLETED",
-                                  "result": {"images": [1]}}, {"status": "EXPLODED"}, ["not", "an", "object"]])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"status": "COMPLETED", "result": None},
+        {"status": "COMPLETED", "result": {"images": [1]}},
+        {"status": "EXPLODED"},
+        ["not", "an", "object"],
+    ],
+)
 def test_unreadable_answers_are_terminal(body):
     with pytest.raises(UpstreamTerminalError):
         provider(lambda _: httpx.Response(200, json=body)).get_task("x")
@@ -103,11 +124,14 @@ def test_timeouts_and_connection_errors_are_transient():
             provider(handler).create_task(request(), 0)
 
 
-@pytest.mark.parametrize(("status", "body", "message"), [
-    (400, {"error": {"code": "invalid_request", "message": "prompt too long"}}, "prompt too long"),
-    (401, {"error": "Invalid API key"}, "Invalid API key"),
-    (403, {"message": "API key is inactive"}, "API key is inactive"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (400, {"error": {"code": "invalid_request", "message": "prompt too long"}}, "prompt too long"),
+        (401, {"error": "Invalid API key"}, "Invalid API key"),
+        (403, {"message": "API key is inactive"}, "API key is inactive"),
+    ],
+)
 def test_4xx_is_terminal_with_the_providers_words(status, body, message):
     with pytest.raises(UpstreamTerminalError, match=message):
         provider(lambda _: httpx.Response(status, json=body)).create_task(request(), 0)

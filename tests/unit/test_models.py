@@ -24,8 +24,13 @@ def test_the_seed_example_is_valid():
 def test_defaults_are_the_seeds():
     params = GenerateRequest.model_validate({"prompt": "x", "model": "gpt-image-1.5"}).gptImageParams
     assert params.model_dump() == {
-        "quality": "auto", "aspect_ratio": "1:1", "output_format": "webp", "background": "auto",
-        "input_images": None, "input_fidelity": "low", "number_of_images": 1,
+        "quality": "auto",
+        "aspect_ratio": "1:1",
+        "output_format": "webp",
+        "background": "auto",
+        "input_images": None,
+        "input_fidelity": "low",
+        "number_of_images": 1,
     }
 
 
@@ -58,15 +63,19 @@ def test_prompt_of_exactly_2000_characters_is_accepted():
     GenerateRequest.model_validate({**SEED, "prompt": "x" * 2000})
 
 
-@pytest.mark.parametrize(("quality", "images", "credits"), [("low", 1, 4), ("medium", 3, 27), ("auto", 2, 48),
-                                                              ("high", 10, 240)])
+@pytest.mark.parametrize(
+    ("quality", "images", "credits"), [("low", 1, 4), ("medium", 3, 27), ("auto", 2, 48), ("high", 10, 240)]
+)
 def test_credit_cost_is_the_seed_table_times_images(quality, images, credits):
     params = GptImageParams(quality=quality, number_of_images=images)
     assert credit_cost(params, DEFAULT_CREDIT_PRICES) == credits
 
 
 def test_credit_prices_come_from_configuration():
-    assert credit_cost(GptImageParams(quality="high", number_of_images=2), {**DEFAULT_CREDIT_PRICES, "high": 14}) == 28
+    assert (
+        credit_cost(GptImageParams(quality="high", number_of_images=2), {**DEFAULT_CREDIT_PRICES, "high": 14})
+        == 28
+    )
 
 
 def test_terminal_statuses():

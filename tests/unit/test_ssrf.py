@@ -15,16 +15,34 @@ from imagegen.ssrf import check_url, safe_stream
 def resolves_to(monkeypatch):
     def set_address(*addresses: str) -> None:
         def fake_getaddrinfo(host, port, *args, **kwargs):
-            return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
-                    for a in addresses]
+            return [
+                (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+                for a in addresses
+            ]
+
         monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+
     return set_address
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "10.1.2.3", "172.16.0.9", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1",
-    "224.0.0.1", "::1", "fc00::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.9",
+        "192.168.1.1",
+        "169.254.169.254",
+        "0.0.0.0",
+        "100.64.0.1",
+        "224.0.0.1",
+        "::1",
+        "fc00::1",
+        "fe80::1",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+    ],
+)
 def test_non_public_addresses_are_refused(resolves_to, address):
     resolves_to(address)
     with pytest.raises(UnsafeUrl):
@@ -50,8 +68,10 @@ def test_loopback_is_allowed_only_when_asked(resolves_to):
         check_url("http://metadata/", allow_loopback=True)
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/a.png", "file:///etc/passwd", "https://user:pw@example.com/",
-                                 "https:///nohost"])
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://example.com/a.png", "file:///etc/passwd", "https://user:pw@example.com/", "https:///nohost"],
+)
 def test_odd_urls_are_refused(url):
     with pytest.raises(UnsafeUrl):
         check_url(url)

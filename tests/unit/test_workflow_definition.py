@@ -39,12 +39,15 @@ def test_every_failure_path_ends_in_recording_the_failure(states):
 
 def test_waits_are_data_driven(states):
     waits = [s for s in states.values() if s["Type"] == "Wait"]
-    assert waits and all(s == {"Type": "Wait", "SecondsPath": "$.waitSeconds", "Next": s["Next"]} for s in waits)
+    assert waits and all(
+        s == {"Type": "Wait", "SecondsPath": "$.waitSeconds", "Next": s["Next"]} for s in waits
+    )
 
 
 def test_every_transition_targets_an_existing_state(states):
-    targets = {s.get("Next") for s in states.values()} | {c["Next"] for s in states.values()
-                                                          for c in s.get("Choices", []) + s.get("Catch", [])}
+    targets = {s.get("Next") for s in states.values()} | {
+        c["Next"] for s in states.values() for c in s.get("Choices", []) + s.get("Catch", [])
+    }
     targets |= {s.get("Default") for s in states.values()}
     assert targets - {None} <= set(states)
 
@@ -54,8 +57,10 @@ def test_the_execution_outlives_the_job_deadline():
 
 
 def test_render_substitutes_every_function_and_refuses_leftovers():
-    arns = {name: f"arn:aws:lambda:us-east-1:123456789012:function:{spec.name}"
-            for name, spec in WORKFLOW_FUNCTIONS.items()}
+    arns = {
+        name: f"arn:aws:lambda:us-east-1:123456789012:function:{spec.name}"
+        for name, spec in WORKFLOW_FUNCTIONS.items()
+    }
     rendered = json.loads(render(definition_json(DEADLINE), arns))
     assert rendered["States"]["CreateTask"]["Parameters"]["FunctionName"].endswith("imagegen-create-task")
     with pytest.raises(ValueError, match="unsubstituted"):

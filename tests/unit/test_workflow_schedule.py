@@ -16,8 +16,15 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 def workflow(jitter: float = 1.0, **schedule: float) -> JobWorkflow:
-    return JobWorkflow(store=None, provider_factory=None, results=None, events=None,  # type: ignore[arg-type]
-                       schedule=PollSchedule(**schedule), clock=lambda: NOW, jitter=lambda: jitter)
+    return JobWorkflow(
+        store=None,
+        provider_factory=None,
+        results=None,
+        events=None,  # type: ignore[arg-type]
+        schedule=PollSchedule(**schedule),
+        clock=lambda: NOW,
+        jitter=lambda: jitter,
+    )
 
 
 def job(deadline_in: float):

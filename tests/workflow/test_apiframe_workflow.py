@@ -20,8 +20,13 @@ def _execution_status(outputs: dict[str, str], job_id: str) -> str:
 
 
 def test_seed_request_completes_with_stored_images(api, outputs, job_events, simulator):
-    job_id = submit(api, prompt="A whimsical watercolor painting of a fox", quality="high",
-                    aspect_ratio="3:2", output_format="png")
+    job_id = submit(
+        api,
+        prompt="A whimsical watercolor painting of a fox",
+        quality="high",
+        aspect_ratio="3:2",
+        output_format="png",
+    )
 
     view = wait_for_job(api, job_id)
 
