@@ -8,15 +8,27 @@ then never move a job backwards or finish it twice.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
+from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from imagegen.errors import JobNotFound
-from imagegen.models import Job, utc_now
+from imagegen.models import Job, iso, utc_now
 
 MAX_CONFLICT_RETRIES = 8
+
+# A sparse index of the jobs still open: only a QUEUED or PROCESSING job carries its keys, so
+# the sweeper reads just those, oldest deadline first. A job still open this long after its
+# deadline has no live execution left to end it (an execution outlives the deadline by at most
+# workflow_definition.EXECUTION_MARGIN_SECONDS, checked by a test): the workflow never
+# started (a crash between writing the job and starting it) or was lost.
+OPEN_JOBS_INDEX = "open-jobs-by-sweep-time"
+OPEN_MARKER = "open_marker"
+SWEEP_AFTER = "sweep_after"
+SWEEP_GRACE = timedelta(minutes=20)
 
 
 class JobStore:
@@ -38,6 +50,15 @@ class JobStore:
         if item is None:
             raise JobNotFound(f"job {job_id} not found")
         return _from_item(item)
+
+    def overdue(self, now: datetime, limit: int = 100) -> list[str]:
+        """Ids of open jobs whose sweep time has passed, oldest first."""
+        answer = self.table.query(
+            IndexName=OPEN_JOBS_INDEX,
+            KeyConditionExpression=Key(OPEN_MARKER).eq("open") & Key(SWEEP_AFTER).lt(iso(now)),
+            Limit=limit,
+        )
+        return [str(item["job_id"]) for item in answer.get("Items", [])]
 
     def update(self, job_id: str, change: Callable[[Job], Job | None]) -> tuple[Job, bool]:
         """Apply `change` to the current record and store the result.
@@ -68,7 +89,11 @@ class JobStore:
 
 
 def _to_item(job: Job) -> dict[str, Any]:
-    return job.model_dump(mode="json", exclude_none=True)
+    item = job.model_dump(mode="json", exclude_none=True)
+    if not job.status.is_terminal:  # every write is a full put: a terminal job drops out of the index
+        item[OPEN_MARKER] = "open"
+        item[SWEEP_AFTER] = iso(job.deadline_at + SWEEP_GRACE)
+    return item
 
 
 def _from_item(item: dict[str, Any]) -> Job:

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
+import boto3
+from botocore.config import Config
+
 from imagegen.events import EventPublisher
 from imagegen.jobs import JobStore
 from imagegen.keys import KeyStore
@@ -19,6 +22,10 @@ from imagegen.storage import ResultStore
 from imagegen.submission import WorkflowStarter
 
 SECRET_CACHE_SECONDS = 300  # a rotated provider key is picked up within five minutes
+# boto3 waits 60 s per read by default: a hung AWS call would outlast the API function's 29 s
+# and the function would die between writing a job and starting it. Bounded calls fail in time
+# for submit_job to mark the job FAILED (the sweeper catches what still slips through).
+AWS_CALLS = Config(connect_timeout=3, read_timeout=8, retries={"mode": "standard", "max_attempts": 3})
 
 
 @dataclass
@@ -26,12 +33,16 @@ class Services:
     settings: Settings
 
     @cached_property
+    def _dynamodb(self) -> object:
+        return boto3.resource("dynamodb", config=AWS_CALLS)
+
+    @cached_property
     def jobs(self) -> JobStore:
-        return JobStore(self.settings.jobs_table)
+        return JobStore(self.settings.jobs_table, resource=self._dynamodb)
 
     @cached_property
     def keys(self) -> KeyStore:
-        return KeyStore(self.settings.api_keys_table)
+        return KeyStore(self.settings.api_keys_table, resource=self._dynamodb)
 
     @cached_property
     def results(self) -> ResultStore:
@@ -41,11 +52,13 @@ class Services:
 
     @cached_property
     def events(self) -> EventPublisher:
-        return EventPublisher(self.settings.events_topic_arn)
+        return EventPublisher(self.settings.events_topic_arn, boto3.client("sns", config=AWS_CALLS))
 
     @cached_property
     def starter(self) -> WorkflowStarter:
-        return WorkflowStarter(self.settings.state_machine_arn)
+        return WorkflowStarter(
+            self.settings.state_machine_arn, boto3.client("stepfunctions", config=AWS_CALLS)
+        )
 
     @cached_property
     def _providers(self) -> dict[str, tuple[str, Provider]]:

@@ -25,6 +25,7 @@ from imagegen.settings import PollSchedule
 from imagegen.storage import ResultStore, image_key
 
 Next = Literal["create", "poll", "finalize", "fail", "done"]
+SWEPT_REASON = "the job was still open long after its deadline (its workflow never started or was lost)"
 
 
 class StepState(BaseModel):
@@ -201,6 +202,18 @@ class JobWorkflow:
         if changed:
             self.events.publish(JobEvent.for_job(job, self.results.bucket))
         return StepState(jobId=job.job_id, next="done", reason=job.error)
+
+    # --- sweep --------------------------------------------------------------------------------
+    def sweep(self, limit: int = 100) -> list[str]:
+        """Fail (and so refund and announce) every job still open well past its deadline: the
+        backstop for a workflow that never started or was lost. Returns the jobs it failed."""
+        swept = []
+        for job_id in self.store.overdue(self.clock(), limit):
+            _, changed = self.store.update(job_id, lambda j: _failed(j, SWEPT_REASON, self.clock()))
+            if changed:
+                self.events.publish(JobEvent.for_job(self.store.get(job_id), self.results.bucket))
+                swept.append(job_id)
+        return swept
 
     # --- helpers ------------------------------------------------------------------------------
     def _fail(self, job: Job, reason: str) -> StepState:

@@ -70,3 +70,14 @@ def _count_outcome(job_id: str) -> None:
     metrics.add_metric(name=f"Jobs{job.status.value.title()}", unit=MetricUnit.Count, value=1)
     latency = (job.completed_at - job.created_at).total_seconds()
     metrics.add_metric(name="JobLatency", unit=MetricUnit.Seconds, value=latency)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(raise_on_empty_metrics=False)
+def sweep_overdue(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Scheduled: fail the jobs left open past their deadline (imagegen.jobs.OPEN_JOBS_INDEX)."""
+    swept = _workflow().sweep()
+    if swept:
+        logger.warning("failed jobs left open past their deadline", job_ids=swept)
+        metrics.add_metric(name="JobsSwept", unit=MetricUnit.Count, value=len(swept))
+    return {"failed": swept}

@@ -8,9 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from imagegen import jobs
+
 PREFIX = "imagegen"
 LOCAL_ACCOUNT = "123456789012"  # moto's default account
 LOCAL_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A global secondary index of string keys that projects only the keys."""
+
+    name: str
+    partition_key: str
+    sort_key: str
 
 
 @dataclass(frozen=True)
@@ -18,6 +29,7 @@ class TableSpec:
     name: str
     partition_key: str
     ttl_attribute: str | None = None
+    indexes: tuple[IndexSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -32,7 +44,12 @@ class FunctionSpec:
     description: str = ""
 
 
-JOBS_TABLE = TableSpec(f"{PREFIX}-jobs", "job_id", ttl_attribute="expires_at")
+JOBS_TABLE = TableSpec(
+    f"{PREFIX}-jobs",
+    "job_id",
+    ttl_attribute="expires_at",
+    indexes=(IndexSpec(jobs.OPEN_JOBS_INDEX, jobs.OPEN_MARKER, jobs.SWEEP_AFTER),),
+)
 API_KEYS_TABLE = TableSpec(f"{PREFIX}-api-keys", "key_hash")
 EVENTS_TOPIC = f"{PREFIX}-events"
 STATE_MACHINE = f"{PREFIX}-jobs"
@@ -72,6 +89,15 @@ S3_RESULT_FUNCTION = FunctionSpec(
     f"{PREFIX}-s3-edit-result", "s3_edit.handler.write_result", 30, 256, "Write edit results next to uploads"
 )
 EDITS_PREFIX = "edits/"
+# Scheduled backstop: fails jobs left open long past their deadline (imagegen.jobs.SWEEP_GRACE).
+SWEEPER_FUNCTION = FunctionSpec(
+    f"{PREFIX}-sweep-jobs",
+    "workflow.handler.sweep_overdue",
+    120,
+    256,
+    "Fail jobs left open past their deadline",
+)
+SWEEP_EVERY_MINUTES = 5
 # The result writer's subscription to EVENTS_TOPIC: only events of jobs that came from uploads
 # (JobEvent's `source` message attribute), so it never runs for API jobs.
 S3_RESULT_FILTER_POLICY: dict[str, list[str]] = {"source": ["s3"]}
@@ -83,7 +109,13 @@ WORKFLOW_FUNCTIONS = {
     "FinalizeJobFunctionArn": FINALIZE_FUNCTION,
     "FailJobFunctionArn": FAIL_FUNCTION,
 }
-ALL_FUNCTIONS = [API_FUNCTION, *WORKFLOW_FUNCTIONS.values(), S3_EDIT_FUNCTION, S3_RESULT_FUNCTION]
+ALL_FUNCTIONS = [
+    API_FUNCTION,
+    *WORKFLOW_FUNCTIONS.values(),
+    S3_EDIT_FUNCTION,
+    S3_RESULT_FUNCTION,
+    SWEEPER_FUNCTION,
+]
 
 # Outputs of both stacks: CfnOutputs of the CDK stack, keys of local-stack.json.
 OUTPUT_KEYS = (

@@ -4,6 +4,7 @@ of who may do what (each function's role gets exactly the actions its code perfo
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -12,6 +13,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from imagegen.jobs import OPEN_JOBS_INDEX
 from imagegen.uploads import ERROR_SUFFIX, RESULT_SUFFIX
 from imagegen_infra import blueprint as bp
 from imagegen_infra.config import DeployConfig
@@ -76,6 +78,7 @@ class ImagegenStack(Stack):
         fail_job = factory.create("FailJob", bp.FAIL_FUNCTION, with_dead_letter_queue=True)
         s3_edit = factory.create("S3Edit", bp.S3_EDIT_FUNCTION, with_dead_letter_queue=True)
         s3_edit_result = factory.create("S3EditResult", bp.S3_RESULT_FUNCTION, with_dead_letter_queue=True)
+        sweeper = factory.create("SweepJobs", bp.SWEEPER_FUNCTION)
 
         workflow = Workflow(
             self,
@@ -89,6 +92,7 @@ class ImagegenStack(Stack):
                 "FailJobFunctionArn": fail_job,
             },
         )
+        workflow.sweep_overdue_jobs_with(sweeper)
         api = Api(self, "Api", handler=api_function, config=config, log_retention=log_retention)
         storage.start_edits_with(s3_edit)
         notifications.events_topic.add_subscription(
@@ -107,19 +111,19 @@ class ImagegenStack(Stack):
         results, uploads = storage.results_bucket, storage.uploads_bucket
         topic, machine = notifications.events_topic, workflow.state_machine
         # api: authenticate, submit and read jobs, start their workflow, sign result URLs.
-        jobs.grant(api_function, *TABLE_READ_WRITE)
-        keys.grant(api_function, *TABLE_READ)
+        _allow_table(api_function, jobs, TABLE_READ_WRITE)
+        _allow_table(api_function, keys, TABLE_READ)
         machine.grant_start_execution(api_function)
         _allow_objects(api_function, results, ["s3:GetObject"], IMAGE_KEYS, "presigned URLs of job images")
         # create-task: call the provider; OpenAI answers with the images inline, stored here.
-        jobs.grant(create_task, *TABLE_READ_WRITE)
+        _allow_table(create_task, jobs, TABLE_READ_WRITE)
         provider_secret.grant_read(create_task)
         _allow_objects(create_task, results, ["s3:PutObject"], IMAGE_KEYS, "images of each job")
         # poll-task: ask the provider how its task is doing.
-        jobs.grant(poll_task, *TABLE_READ_WRITE)
+        _allow_table(poll_task, jobs, TABLE_READ_WRITE)
         provider_secret.grant_read(poll_task)
         # finalize-job: stream the images into the results bucket (multipart when large), announce.
-        jobs.grant(finalize_job, *TABLE_READ_WRITE)
+        _allow_table(finalize_job, jobs, TABLE_READ_WRITE)
         _allow_objects(
             finalize_job,
             results,
@@ -129,7 +133,7 @@ class ImagegenStack(Stack):
         )
         notifications.grant_publish_events(finalize_job)
         # fail-job: record the failure (and refund), announce.
-        jobs.grant(fail_job, *TABLE_READ_WRITE)
+        _allow_table(fail_job, jobs, TABLE_READ_WRITE)
         notifications.grant_publish_events(fail_job)
         # s3-edit: read (and presign) the upload and its inputs, submit its job as the uploads
         # owner, or answer `<name>.error.json` next to it and announce the failed job.
@@ -152,11 +156,15 @@ class ImagegenStack(Stack):
         s3_edit.add_to_role_policy(
             iam.PolicyStatement(actions=["s3:ListBucket"], resources=[uploads.bucket_arn])
         )
-        jobs.grant(s3_edit, *TABLE_READ_WRITE)
+        _allow_table(s3_edit, jobs, TABLE_READ_WRITE)
         machine.grant_start_execution(s3_edit)
         notifications.grant_publish_events(s3_edit)
+        # sweep-jobs: find open jobs long past their deadline (the sparse index), fail, announce.
+        _allow_table(sweeper, jobs, TABLE_READ_WRITE)
+        _allow_table(sweeper, jobs, ["dynamodb:Query"], index=OPEN_JOBS_INDEX)
+        notifications.grant_publish_events(sweeper)
         # s3-edit-result: read the ended job, write `<name>.result.json` next to its upload.
-        jobs.grant(s3_edit_result, *TABLE_READ)
+        _allow_table(s3_edit_result, jobs, TABLE_READ)
         _allow_objects(
             s3_edit_result,
             uploads,
@@ -196,6 +204,15 @@ class ImagegenStack(Stack):
             raise ValueError(f"outputs must be exactly blueprint.OUTPUT_KEYS, not {list(outputs)}")
         for key, value in outputs.items():
             CfnOutput(self, key, value=value)
+
+
+def _allow_table(
+    function: lambda_.Function, table: dynamodb.ITable, actions: list[str], index: str | None = None
+) -> None:
+    """Item actions on one table, or on one named index of it. Not Table.grant: once a table has
+    an index, that grants every grantee `index/*`, and only the sweeper reads an index."""
+    resource = table.table_arn if index is None else f"{table.table_arn}/index/{index}"
+    function.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=[resource]))
 
 
 def _allow_objects(

@@ -141,6 +141,24 @@ def _notify_once_s3_writes_complete() -> None:
     notifications._imagegen_deferred = True  # type: ignore[attr-defined]
 
 
+def _indexes(table: bp.TableSpec) -> dict[str, Any]:
+    if not table.indexes:
+        return {}
+    return {
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": index.name,
+                "KeySchema": [
+                    {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                    {"AttributeName": index.sort_key, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+            for index in table.indexes
+        ]
+    }
+
+
 class LocalStack:
     def __init__(self, config: LocalStackConfig | None = None) -> None:
         self.config = config or LocalStackConfig()
@@ -235,12 +253,18 @@ class LocalStack:
         session = boto3.session.Session(region_name=REGION)
         dynamodb, s3 = session.client("dynamodb"), session.client("s3")
         for table in (bp.JOBS_TABLE, bp.API_KEYS_TABLE):
+            key_names = {table.partition_key} | {
+                k for i in table.indexes for k in (i.partition_key, i.sort_key)
+            }
             dynamodb.create_table(
                 TableName=table.name,
-                AttributeDefinitions=[{"AttributeName": table.partition_key, "AttributeType": "S"}],
+                AttributeDefinitions=[
+                    {"AttributeName": name, "AttributeType": "S"} for name in sorted(key_names)
+                ],
                 KeySchema=[{"AttributeName": table.partition_key, "KeyType": "HASH"}],
                 BillingMode="PAY_PER_REQUEST",
                 SSESpecification={"Enabled": True},
+                **_indexes(table),
             )
             if table.ttl_attribute:
                 dynamodb.update_time_to_live(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from imagegen.jobs import OPEN_JOBS_INDEX
 from imagegen.settings import Settings
 from imagegen.storage import image_key
 from imagegen.workflow import StepState
@@ -344,7 +345,7 @@ def test_state_machine_logs_everything_traces_and_times_out(template: dict[str, 
 
 
 def test_dead_executions_fail_their_job_through_the_fail_function(template: dict[str, Any]) -> None:
-    [rule] = resources(template, "AWS::Events::Rule").values()
+    [rule] = [r for r in resources(template, "AWS::Events::Rule").values() if "EventPattern" in r]
     machine = logical_id(template, "AWS::StepFunctions::StateMachine")
     assert rule["EventPattern"] == {
         "source": ["aws.states"],
@@ -455,3 +456,27 @@ def test_template_is_environment_agnostic(template: dict[str, Any]) -> None:
     assert not re.search(
         r"\b(us|eu|ap|sa|ca|me|af)-(east|west|north|south|central|northeast|southeast)-\d\b", text
     )
+
+
+# --- the sweeper: jobs left open past their deadline ------------------------------------------
+def test_the_sweeper_runs_on_a_schedule(template: dict[str, Any]) -> None:
+    [rule] = [r for r in resources(template, "AWS::Events::Rule").values() if "ScheduleExpression" in r]
+    sweeper = logical_id(template, "AWS::Lambda::Function", FunctionName=bp.SWEEPER_FUNCTION.name)
+    assert rule["ScheduleExpression"] == f"rate({bp.SWEEP_EVERY_MINUTES} minutes)"
+    assert [t["Arn"] for t in rule["Targets"]] == [{"Fn::GetAtt": [sweeper, "Arn"]}]
+
+
+def test_open_jobs_are_indexed_by_keys_only(template: dict[str, Any]) -> None:
+    table = only(template, "AWS::DynamoDB::Table", TableName=bp.JOBS_TABLE.name)
+    [index] = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == OPEN_JOBS_INDEX
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+
+
+def test_only_the_sweeper_may_read_the_index_and_only_that_index(template: dict[str, Any]) -> None:
+    table = logical_id(template, "AWS::DynamoDB::Table", TableName=bp.JOBS_TABLE.name)
+    index_arn = {"Fn::Join": ["", [{"Fn::GetAtt": [table, "Arn"]}, f"/index/{OPEN_JOBS_INDEX}"]]}
+    assert index_arn in _allowed(template, bp.SWEEPER_FUNCTION)["dynamodb:Query"]
+    for spec in bp.ALL_FUNCTIONS:
+        if spec != bp.SWEEPER_FUNCTION:
+            assert "/index/" not in json.dumps(_allowed(template, spec)), spec.name

@@ -108,3 +108,36 @@ def test_an_unknown_job_raises_so_the_state_machine_catches_it(stack):
 
     with pytest.raises(JobNotFound):
         handlers.poll_task(load_event("workflow/poll_task.json"), FakeLambdaContext(function_name="poll"))
+
+
+def invoke_sweeper() -> dict[str, Any]:
+    """Through moto's Lambda API, as the schedule invokes it."""
+    import json
+
+    import boto3
+
+    answer = boto3.client("lambda").invoke(FunctionName=bp.SWEEPER_FUNCTION.name, Payload=b"{}")
+    assert "FunctionError" not in answer
+    return json.loads(answer["Payload"].read())  # type: ignore[no-any-return]
+
+
+def test_a_job_left_open_long_past_its_deadline_is_swept_failed_and_refunded(stack, job_events):
+    from imagegen.workflow import SWEPT_REASON
+
+    # Written QUEUED, then the API function died before starting its workflow.
+    abandoned = stored_job(deadline_at=utc_now() - timedelta(hours=1))
+    running = stored_job(status=JobStatus.PROCESSING)  # within its deadline: not touched
+    finished = stored_job(
+        status=JobStatus.COMPLETED,
+        result_keys=["images/x/0.webp"],
+        deadline_at=utc_now() - timedelta(hours=1),
+    )
+
+    swept = invoke_sweeper()["failed"]
+
+    assert abandoned in swept and running not in swept and finished not in swept
+    job = store().get(abandoned)
+    assert (job.status, job.error, job.charged_credits) == (JobStatus.FAILED, SWEPT_REASON, 0)
+    assert job_events(abandoned)[0]["type"] == "job.failed"
+    assert store().get(running).status is JobStatus.PROCESSING
+    assert invoke_sweeper()["failed"] == []  # a terminal job leaves the index: swept once

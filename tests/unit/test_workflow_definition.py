@@ -65,3 +65,11 @@ def test_render_substitutes_every_function_and_refuses_leftovers():
     assert rendered["States"]["CreateTask"]["Parameters"]["FunctionName"].endswith("imagegen-create-task")
     with pytest.raises(ValueError, match="unsubstituted"):
         render(definition_json(DEADLINE), {})
+
+
+def test_the_sweeper_waits_longer_than_any_execution_can_run_past_the_deadline():
+    from imagegen.jobs import SWEEP_GRACE
+    from imagegen_infra.workflow_definition import EXECUTION_MARGIN_SECONDS
+
+    # Otherwise the sweeper could fail a job whose execution is still about to finish it.
+    assert SWEEP_GRACE.total_seconds() > EXECUTION_MARGIN_SECONDS

@@ -17,7 +17,7 @@ class Data(Construct):
 
 
 def _table(scope: Construct, construct_id: str, spec: bp.TableSpec) -> dynamodb.Table:
-    return dynamodb.Table(
+    table = dynamodb.Table(
         scope,
         construct_id,
         table_name=spec.name,
@@ -32,3 +32,11 @@ def _table(scope: Construct, construct_id: str, spec: bp.TableSpec) -> dynamodb.
         # must not take them along.
         removal_policy=RemovalPolicy.RETAIN,
     )
+    for index in spec.indexes:
+        table.add_global_secondary_index(
+            index_name=index.name,
+            partition_key=dynamodb.Attribute(name=index.partition_key, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=index.sort_key, type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
+    return table

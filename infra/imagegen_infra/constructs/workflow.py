@@ -131,3 +131,15 @@ class Workflow(Construct):
             ],
         )
         return dead_letters
+
+    def sweep_overdue_jobs_with(self, sweeper: lambda_.IFunction) -> events.Rule:
+        """The backstop for a job whose execution never started (a crash between writing the job
+        and starting it) or left no status event: every few minutes the sweeper fails the jobs
+        still open long after their deadline. A failed run is simply repeated by the next one."""
+        return events.Rule(
+            self,
+            "SweepOverdueJobs",
+            description="Fail imagegen jobs left open long after their deadline",
+            schedule=events.Schedule.rate(Duration.minutes(bp.SWEEP_EVERY_MINUTES)),
+            targets=[targets.LambdaFunction(sweeper, retry_attempts=2)],
+        )
