@@ -141,6 +141,15 @@ def _notify_once_s3_writes_complete() -> None:
     notifications._imagegen_deferred = True  # type: ignore[attr-defined]
 
 
+def _create_private_bucket(s3: Any, purpose: str) -> str:
+    """A bucket of the blueprint with every public access blocked, as the CDK stack has it."""
+    bucket = bp.bucket_name(purpose, ACCOUNT, REGION)
+    s3.create_bucket(Bucket=bucket)
+    blocks = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=dict.fromkeys(blocks, True))
+    return bucket
+
+
 def _indexes(table: bp.TableSpec) -> dict[str, Any]:
     if not table.indexes:
         return {}
@@ -271,15 +280,7 @@ class LocalStack:
                     TableName=table.name,
                     TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
                 )
-        results_bucket = bp.bucket_name("results", ACCOUNT, REGION)
-        s3.create_bucket(Bucket=results_bucket)
-        s3.put_public_access_block(
-            Bucket=results_bucket,
-            PublicAccessBlockConfiguration={
-                k: True
-                for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
-            },
-        )
+        results_bucket = _create_private_bucket(s3, "results")
         uploads_bucket = self._create_uploads_bucket(s3)
         topic_arn = session.client("sns").create_topic(Name=bp.EVENTS_TOPIC)["TopicArn"]
         secret = session.client("secretsmanager").create_secret(
@@ -382,15 +383,7 @@ class LocalStack:
     def _create_uploads_bucket(self, s3: Any) -> str:
         """S3 edits' bucket, as the CDK stack declares it: private, versioned (an event names the
         object version, which is what makes a redelivered event recognisable)."""
-        bucket = bp.bucket_name("uploads", ACCOUNT, REGION)
-        s3.create_bucket(Bucket=bucket)
-        s3.put_public_access_block(
-            Bucket=bucket,
-            PublicAccessBlockConfiguration={
-                k: True
-                for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
-            },
-        )
+        bucket = _create_private_bucket(s3, "uploads")
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         return bucket
 
