@@ -56,6 +56,7 @@ class JobWorkflow:
         clock: Callable[[], datetime] = utc_now,
         jitter: Callable[[], float] = random.random,
         provider_chain: Sequence[str] = (),
+        on_finished: Callable[[Job], None] = lambda job: None,
     ) -> None:
         self.store = store
         self.provider_factory = provider_factory
@@ -67,6 +68,7 @@ class JobWorkflow:
         self.schedule = schedule
         self.clock = clock
         self.jitter = jitter
+        self.on_finished = on_finished  # e.g. the handler's metrics; called once per terminal job
 
     # --- create -------------------------------------------------------------------------------
     def create(self, state: StepState) -> StepState:
@@ -191,7 +193,7 @@ class JobWorkflow:
             return self._fail(job, "the upstream finished without any image")
         job, changed = self.store.update(job.job_id, lambda j: _completed(j, keys, self.clock()))
         if changed:
-            self.events.publish(JobEvent.for_job(job, self.results.bucket))
+            self._finished(job)
         return self._route(job, "done")
 
     # --- fail ---------------------------------------------------------------------------------
@@ -200,7 +202,7 @@ class JobWorkflow:
         reason = state.reason or _reason_from_catch(state.error)
         job, changed = self.store.update(state.jobId, lambda j: _failed(j, reason, self.clock()))
         if changed:
-            self.events.publish(JobEvent.for_job(job, self.results.bucket))
+            self._finished(job)
         return StepState(jobId=job.job_id, next="done", reason=job.error)
 
     # --- sweep --------------------------------------------------------------------------------
@@ -209,13 +211,18 @@ class JobWorkflow:
         backstop for a workflow that never started or was lost. Returns the jobs it failed."""
         swept = []
         for job_id in self.store.overdue(self.clock(), limit):
-            _, changed = self.store.update(job_id, lambda j: _failed(j, SWEPT_REASON, self.clock()))
+            job, changed = self.store.update(job_id, lambda j: _failed(j, SWEPT_REASON, self.clock()))
             if changed:
-                self.events.publish(JobEvent.for_job(self.store.get(job_id), self.results.bucket))
+                self._finished(job)
                 swept.append(job_id)
         return swept
 
     # --- helpers ------------------------------------------------------------------------------
+    def _finished(self, job: Job) -> None:
+        """Once per job, by whichever step made it terminal: announce it, tell the observer."""
+        self.events.publish(JobEvent.for_job(job, self.results.bucket))
+        self.on_finished(job)
+
     def _fail(self, job: Job, reason: str) -> StepState:
         return StepState(jobId=job.job_id, next="fail", reason=reason)
 

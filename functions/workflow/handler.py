@@ -12,6 +12,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from imagegen.models import Job
 from imagegen.runtime import services
 from imagegen.workflow import JobWorkflow, StepState
 
@@ -28,6 +29,7 @@ def _workflow() -> JobWorkflow:
         events=svc.events,
         schedule=svc.settings.schedule,
         provider_chain=svc.settings.provider_chain,
+        on_finished=_count_outcome,
     )
 
 
@@ -49,23 +51,18 @@ def poll_task(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(raise_on_empty_metrics=False)
 def finalize_job(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    state = _workflow().finalize(StepState.model_validate(event))
-    _count_outcome(state.jobId)
-    return _answer(state)
+    return _answer(_workflow().finalize(StepState.model_validate(event)))
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(raise_on_empty_metrics=False)
 def fail_job(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    state = _workflow().fail(StepState.model_validate(event))
-    _count_outcome(state.jobId)
-    return _answer(state)
+    return _answer(_workflow().fail(StepState.model_validate(event)))
 
 
-def _count_outcome(job_id: str) -> None:
-    """EMF metrics for the dashboard: jobs completed/failed and end-to-end latency."""
-    job = services().jobs.get(job_id)
-    if not job.status.is_terminal or job.completed_at is None:
+def _count_outcome(job: Job) -> None:
+    """EMF metrics for the dashboard, once per job: jobs completed/failed, end-to-end latency."""
+    if job.completed_at is None:
         return
     metrics.add_metric(name=f"Jobs{job.status.value.title()}", unit=MetricUnit.Count, value=1)
     latency = (job.completed_at - job.created_at).total_seconds()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imagegen import jobs
+from imagegen.jobs import OPEN_JOBS_INDEX, OPEN_MARKER, SWEEP_AFTER
 
 PREFIX = "imagegen"
 LOCAL_ACCOUNT = "123456789012"  # moto's default account
@@ -48,7 +48,7 @@ JOBS_TABLE = TableSpec(
     f"{PREFIX}-jobs",
     "job_id",
     ttl_attribute="expires_at",
-    indexes=(IndexSpec(jobs.OPEN_JOBS_INDEX, jobs.OPEN_MARKER, jobs.SWEEP_AFTER),),
+    indexes=(IndexSpec(OPEN_JOBS_INDEX, OPEN_MARKER, SWEEP_AFTER),),
 )
 API_KEYS_TABLE = TableSpec(f"{PREFIX}-api-keys", "key_hash")
 EVENTS_TOPIC = f"{PREFIX}-events"

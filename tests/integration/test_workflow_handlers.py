@@ -141,3 +141,25 @@ def test_a_job_left_open_long_past_its_deadline_is_swept_failed_and_refunded(sta
     assert job_events(abandoned)[0]["type"] == "job.failed"
     assert store().get(running).status is JobStatus.PROCESSING
     assert invoke_sweeper()["failed"] == []  # a terminal job leaves the index: swept once
+
+
+def test_the_finished_hook_runs_once_per_job_however_often_its_step_is_delivered(stack):
+    from imagegen.runtime import services
+    from imagegen.workflow import JobWorkflow, StepState
+
+    finished: list[str] = []
+    svc = services()
+    workflow = JobWorkflow(
+        svc.jobs,
+        svc.provider,
+        svc.results,
+        svc.events,
+        svc.settings.schedule,
+        on_finished=lambda job: finished.append(job.job_id),
+    )
+    job_id = stored_job()
+
+    for _ in range(2):
+        workflow.fail(StepState(jobId=job_id, next="fail", reason="content policy violation"))
+
+    assert finished == [job_id]
