@@ -12,10 +12,7 @@ import httpx
 from botocore.config import Config
 
 from imagegen.errors import UpstreamTerminalError, UpstreamTransientError
-from imagegen.models import CONTENT_TYPES
 from imagegen.ssrf import safe_stream
-
-EXTENSIONS = {content_type: ext for ext, content_type in CONTENT_TYPES.items()}
 
 
 def signing_s3_client() -> Any:
