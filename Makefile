@@ -34,7 +34,7 @@ synth: setup  ## synthesize the CloudFormation template into cdk.out/ (offline, 
 lint: setup
 	$(BIN)/ruff check functions infra tests
 	$(BIN)/ruff format --check functions infra tests
-	$(BIN)/mypy functions infra
+	$(BIN)/mypy functions infra tests/fakes.py
 
 format: setup
 	$(BIN)/ruff format functions infra tests

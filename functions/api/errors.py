@@ -18,6 +18,7 @@ from imagegen.errors import (
     JobNotFound,
     ServiceUnavailable,
     Unauthorized,
+    validation_details,
 )
 
 logger = Logger()
@@ -39,14 +40,6 @@ def error_response(
         content_type=content_types.APPLICATION_JSON,
         body={"error": {"code": code, "message": message, "details": details or []}},
     )
-
-
-def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
-    """pydantic's errors as {field, message}: readable by people and by programs."""
-    return [
-        {"field": ".".join(str(part) for part in err["loc"]) or "body", "message": err["msg"]}
-        for err in exc.errors(include_url=False, include_context=False, include_input=False)
-    ]
 
 
 def register_error_handlers(app: APIGatewayRestResolver) -> None:

@@ -18,9 +18,10 @@ from api.errors import register_error_handlers
 from api.views import job_view
 from imagegen.errors import InvalidRequest, JobNotFound
 from imagegen.keys import ApiKey
+from imagegen.lifecycle import new_job
 from imagegen.models import GenerateRequest
 from imagegen.runtime import services
-from imagegen.submission import new_job, submit_job
+from imagegen.submission import submit_job
 
 logger = Logger()
 metrics = Metrics()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 
 class ImagegenError(Exception):
     """Base for every error we raise on purpose. `code` is stable and documented."""
@@ -60,7 +62,37 @@ class UpstreamTransientError(UpstreamError):
         self.retry_after = retry_after
 
 
+class UpstreamUnavailableError(UpstreamTransientError):
+    """Transient, and the upstream certainly did not act on the request: the connection was
+    never made, it answered 429 / 503, or it was never called. Only after failures of this kind
+    may a job move to another provider (failover): a timeout or a 500 may have created a task
+    we never heard of. imagegen.transport decides which failure is which."""
+
+    code = "upstream_unavailable"
+
+
 class UpstreamTerminalError(UpstreamError):
     """Validation, content policy, unknown model: the job fails at once with this message."""
 
     code = "upstream_rejected"
+
+
+def transient_error_names() -> list[str]:
+    """The class names of every transient upstream error. A Lambda error's type is its class
+    name, and Step Functions' Retry matches names exactly: a step that retries on transient
+    errors must list them all (the workflow definition does), not just the base class."""
+    names, pending = [], [UpstreamTransientError]
+    while pending:
+        cls = pending.pop(0)
+        names.append(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    return names
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as {field, message}: readable by people and by programs, the same for
+    every entry (the API's 400s, an S3 edit's `.error.json`)."""
+    return [
+        {"field": ".".join(str(part) for part in err["loc"]) or "body", "message": err["msg"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-import boto3
 from pydantic import BaseModel
 
 from imagegen.models import Job, JobStatus, iso
@@ -53,9 +52,9 @@ class JobEvent(BaseModel):
 
 
 class EventPublisher:
-    def __init__(self, topic_arn: str, sns_client: Any = None) -> None:
+    def __init__(self, topic_arn: str, sns_client: Any) -> None:
         self.topic_arn = topic_arn
-        self.sns = sns_client or boto3.client("sns")
+        self.sns = sns_client
 
     def publish(self, event: JobEvent) -> str:
         response = self.sns.publish(

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import boto3
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
@@ -32,8 +31,11 @@ SWEEP_GRACE = timedelta(minutes=20)
 
 
 class JobStore:
-    def __init__(self, table_name: str, resource: Any = None) -> None:
-        self.table = (resource or boto3.resource("dynamodb")).Table(table_name)
+    """The jobs table (imagegen.ports.JobRepository), through a DynamoDB resource the runtime
+    builds with bounded timeouts."""
+
+    def __init__(self, table_name: str, resource: Any) -> None:
+        self.table = resource.Table(table_name)
 
     def create(self, job: Job) -> bool:
         """Write a new job. False when a job with this id already exists (a redelivery)."""

@@ -10,8 +10,6 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-
 from imagegen.errors import Forbidden, Unauthorized
 from imagegen.models import iso, utc_now
 
@@ -30,8 +28,8 @@ def hash_key(raw_key: str) -> str:
 
 
 class KeyStore:
-    def __init__(self, table_name: str, resource: Any = None) -> None:
-        self.table = (resource or boto3.resource("dynamodb")).Table(table_name)
+    def __init__(self, table_name: str, resource: Any) -> None:
+        self.table = resource.Table(table_name)
 
     def authenticate(self, raw_key: str | None) -> ApiKey:
         """The key's record, or the error the API answers (401 missing/unknown, 403 inactive)."""

@@ -1,24 +1,28 @@
-"""Wiring: builds the domain objects from Settings, once per cold start.
+"""Wiring: the one place that builds boto3 and HTTP clients and hands them to the domain.
 
-Clients are created on first use, not at import, so a handler pays only for what its path
-touches and tests can clear the cache between cases (`services.cache_clear()`).
+Everything is built from Settings on first use, not at import, so a handler pays only for what
+its path touches and tests can clear the cache between cases (`services.cache_clear()`). Every
+AWS client gets the bounded AWS_CALLS configuration; no domain class builds its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import Any
 
 import boto3
+import httpx
 from botocore.config import Config
 
+from imagegen.edits.bucket import UploadsBucket
 from imagegen.events import EventPublisher
 from imagegen.jobs import JobStore
 from imagegen.keys import KeyStore
 from imagegen.providers import provider_for
 from imagegen.providers.base import Provider, ProviderConfig
 from imagegen.settings import Settings, current_settings
-from imagegen.storage import ResultStore
+from imagegen.storage import DOWNLOAD_TIMEOUT, ResultStore
 from imagegen.submission import WorkflowStarter
 
 SECRET_CACHE_SECONDS = 300  # a rotated provider key is picked up within five minutes
@@ -26,6 +30,16 @@ SECRET_CACHE_SECONDS = 300  # a rotated provider key is picked up within five mi
 # and the function would die between writing a job and starting it. Bounded calls fail in time
 # for submit_job to mark the job FAILED (the sweeper catches what still slips through).
 AWS_CALLS = Config(connect_timeout=3, read_timeout=8, retries={"mode": "standard", "max_attempts": 3})
+# S3 with SigV4 presigning: botocore still presigns SigV2 in us-east-1, which S3 refuses for
+# buckets created after June 2020. X-Amz-Expires caps a URL at 7 days; signed with a Lambda
+# role's temporary credentials it also ends when they expire. Uploads of large images stream
+# in parts, each a bounded call.
+S3_CALLS = AWS_CALLS.merge(Config(signature_version="s3v4"))
+
+
+def dynamodb_resource() -> Any:
+    """A DynamoDB resource with bounded calls (also for operator tools such as the admin CLI)."""
+    return boto3.resource("dynamodb", config=AWS_CALLS)
 
 
 @dataclass
@@ -33,8 +47,12 @@ class Services:
     settings: Settings
 
     @cached_property
-    def _dynamodb(self) -> object:
-        return boto3.resource("dynamodb", config=AWS_CALLS)
+    def _dynamodb(self) -> Any:
+        return dynamodb_resource()
+
+    @cached_property
+    def s3(self) -> Any:
+        return boto3.client("s3", config=S3_CALLS)
 
     @cached_property
     def jobs(self) -> JobStore:
@@ -47,8 +65,15 @@ class Services:
     @cached_property
     def results(self) -> ResultStore:
         return ResultStore(
-            self.settings.results_bucket, allow_loopback_urls=self.settings.allow_loopback_urls
+            self.settings.results_bucket,
+            s3_client=self.s3,
+            http_client=httpx.Client(timeout=DOWNLOAD_TIMEOUT, follow_redirects=False),
+            allow_loopback_urls=self.settings.allow_loopback_urls,
         )
+
+    @cached_property
+    def uploads(self) -> UploadsBucket:
+        return UploadsBucket(self.settings.uploads_bucket, self.s3)
 
     @cached_property
     def events(self) -> EventPublisher:

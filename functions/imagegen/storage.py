@@ -7,19 +7,14 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import httpx
-from botocore.config import Config
 
-from imagegen.errors import UpstreamTerminalError, UpstreamTransientError
+from imagegen.errors import UpstreamTerminalError
 from imagegen.ssrf import safe_stream
+from imagegen.transport import status_failure, transport_failure
 
-
-def signing_s3_client() -> Any:
-    """An S3 client whose presigned URLs are SigV4: botocore still presigns SigV2 in us-east-1,
-    which S3 refuses for buckets created after June 2020. X-Amz-Expires caps a URL at 7 days;
-    signed with a Lambda role's temporary credentials it also ends when they expire."""
-    return boto3.client("s3", config=Config(signature_version="s3v4"))
+# How long an image download may stall between bytes, and how long its connection may take.
+DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 
 
 def image_key(job_id: str, index: int, output_format: str) -> str:
@@ -51,26 +46,24 @@ class _IterStream(io.RawIOBase):
 
 
 class ResultStore:
+    """The results bucket (imagegen.ports.ResultRepository). Its clients are handed in: the
+    runtime builds them with bounded timeouts, tests with whatever they need."""
+
     def __init__(
-        self,
-        bucket: str,
-        s3_client: Any = None,
-        http_client: httpx.Client | None = None,
-        allow_loopback_urls: bool = False,
+        self, bucket: str, s3_client: Any, http_client: httpx.Client, allow_loopback_urls: bool = False
     ) -> None:
         self.bucket = bucket
-        self.s3 = s3_client or signing_s3_client()
-        self.http = http_client or httpx.Client(timeout=httpx.Timeout(60.0, connect=5.0))
+        self.s3 = s3_client  # SigV4 for presigned URLs: imagegen.runtime builds it so
+        self.http = http_client
         self.allow_loopback_urls = allow_loopback_urls
 
     def copy_from_url(self, url: str, key: str, content_type: str) -> None:
         """Stream an upstream image into S3 under `key`."""
         try:
             with safe_stream(self.http, url, self.allow_loopback_urls) as response:
-                if response.status_code == 429 or response.status_code >= 500:
-                    raise UpstreamTransientError(f"image download answered HTTP {response.status_code}")
                 if response.status_code != 200:
-                    raise UpstreamTerminalError(f"image download answered HTTP {response.status_code}")
+                    message = f"image download answered HTTP {response.status_code}"
+                    raise status_failure(response.status_code, message)
                 served_type = response.headers.get("content-type", "").split(";")[0].strip()
                 if served_type and not served_type.startswith(("image/", "application/octet-stream")):
                     raise UpstreamTerminalError(f"upstream served {served_type!r} instead of an image")
@@ -80,10 +73,8 @@ class ResultStore:
                     key,
                     ExtraArgs={"ContentType": content_type},
                 )
-        except httpx.TimeoutException as exc:
-            raise UpstreamTransientError(f"image download timed out: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
-            raise UpstreamTransientError(f"image download failed: {type(exc).__name__}") from exc
+            raise transport_failure(exc, "image download") from exc
 
     def put_image(self, key: str, data: bytes, content_type: str) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)

@@ -8,27 +8,25 @@ no job is left QUEUED with nothing to move it.
 from __future__ import annotations
 
 import json
-import uuid
-from datetime import timedelta
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from imagegen.credits import credit_cost
 from imagegen.errors import InvalidRequest, ServiceUnavailable
-from imagegen.jobs import JobStore
-from imagegen.models import GenerateRequest, Job, JobSource, JobStatus, utc_now
+from imagegen.lifecycle import failed
+from imagegen.models import Job
+from imagegen.ports import JobRepository, WorkflowStarterPort
 from imagegen.providers import refusal_of_chain
 from imagegen.providers.base import GenerationRequest
-from imagegen.settings import Settings
 from imagegen.ssrf import check_urls
 
 
 class WorkflowStarter:
-    def __init__(self, state_machine_arn: str, sfn_client: Any = None) -> None:
+    """Step Functions, through a client the runtime builds (imagegen.ports.WorkflowStarterPort)."""
+
+    def __init__(self, state_machine_arn: str, sfn_client: Any) -> None:
         self.state_machine_arn = state_machine_arn
-        self.sfn = sfn_client or boto3.client("stepfunctions")
+        self.sfn = sfn_client
 
     def start(self, job_id: str) -> None:
         """Start the job's execution. Named by the job id, so a retried start cannot run the
@@ -44,34 +42,10 @@ class WorkflowStarter:
                 raise
 
 
-def new_job(
-    request: GenerateRequest,
-    owner: str,
-    settings: Settings,
-    source: JobSource = JobSource.API,
-    job_id: str | None = None,
-    origin: dict[str, str] | None = None,
-) -> Job:
-    now = utc_now()
-    return Job(
-        job_id=job_id or str(uuid.uuid4()),
-        owner=owner,
-        prompt=request.prompt,
-        params=request.gptImageParams,
-        source=source,
-        credit_cost=credit_cost(request.gptImageParams, settings.credit_prices),
-        created_at=now,
-        updated_at=now,
-        deadline_at=now + timedelta(seconds=settings.job_deadline_seconds),
-        origin=origin or {},
-        expires_at=int((now + timedelta(days=settings.record_retention_days)).timestamp()),
-    )
-
-
 def submit_job(
     job: Job,
-    store: JobStore,
-    starter: WorkflowStarter,
+    store: JobRepository,
+    starter: WorkflowStarterPort,
     allow_loopback_urls: bool = False,
     provider_chain: list[str] | None = None,
 ) -> tuple[Job, bool]:
@@ -89,16 +63,6 @@ def submit_job(
     try:
         starter.start(job.job_id)
     except Exception as exc:
-        reason = f"could not start the job's workflow: {type(exc).__name__}"
-        store.update(job.job_id, lambda j: _failed(j, reason))
+        store.update(job.job_id, failed(f"could not start the job's workflow: {type(exc).__name__}"))
         raise ServiceUnavailable("the job could not be started; it was not charged, please retry") from exc
     return job, True
-
-
-def _failed(job: Job, reason: str) -> Job | None:
-    if job.status.is_terminal:
-        return None
-    job.status = JobStatus.FAILED
-    job.error = reason
-    job.completed_at = utc_now()
-    return job

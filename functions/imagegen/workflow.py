@@ -16,13 +16,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from imagegen.errors import UpstreamTerminalError, UpstreamTransientError
-from imagegen.events import EventPublisher, JobEvent
-from imagegen.jobs import JobStore
+from imagegen.errors import UpstreamTerminalError, UpstreamTransientError, UpstreamUnavailableError
+from imagegen.events import JobEvent
+from imagegen.lifecycle import completed, failed
 from imagegen.models import Job, JobStatus, UpstreamTask, utc_now
-from imagegen.providers.base import GenerationRequest, Provider, UpstreamUnavailableError
+from imagegen.ports import EventPublisherPort, JobRepository, ResultRepository
+from imagegen.providers.base import GenerationRequest, Provider
 from imagegen.settings import PollSchedule
-from imagegen.storage import ResultStore, image_key
+from imagegen.storage import image_key
 
 Next = Literal["create", "poll", "finalize", "fail", "done"]
 SWEPT_REASON = "the job was still open long after its deadline (its workflow never started or was lost)"
@@ -48,10 +49,10 @@ class StepState(BaseModel):
 class JobWorkflow:
     def __init__(
         self,
-        store: JobStore,
+        store: JobRepository,
         provider_factory: Callable[[str | None], Provider],
-        results: ResultStore,
-        events: EventPublisher,
+        results: ResultRepository,
+        events: EventPublisherPort,
         schedule: PollSchedule,
         clock: Callable[[], datetime] = utc_now,
         jitter: Callable[[], float] = random.random,
@@ -72,11 +73,9 @@ class JobWorkflow:
 
     # --- create -------------------------------------------------------------------------------
     def create(self, state: StepState) -> StepState:
-        job = self.store.get(state.jobId)
-        if job.status.is_terminal:
-            return self._route(job, "done")
-        if self._past_deadline(job):
-            return self._fail(job, "deadline exceeded before the upstream task could be created")
+        job = self._open_job(state, "deadline exceeded before the upstream task could be created")
+        if isinstance(job, StepState):
+            return job
         provider = self.provider_factory(job.provider)
         request = GenerationRequest(job_id=job.job_id, prompt=job.prompt, params=job.params)
         recorded = {task.slot for task in job.upstream_tasks}
@@ -140,11 +139,9 @@ class JobWorkflow:
 
     # --- poll ---------------------------------------------------------------------------------
     def poll(self, state: StepState) -> StepState:
-        job = self.store.get(state.jobId)
-        if job.status.is_terminal:
-            return self._route(job, "done")
-        if self._past_deadline(job):
-            return self._fail(job, "deadline exceeded: the upstream did not finish in time")
+        job = self._open_job(state, "deadline exceeded: the upstream did not finish in time")
+        if isinstance(job, StepState):
+            return job
         provider = self.provider_factory(job.provider)
         updates: dict[int, UpstreamTask] = {}
         try:
@@ -165,7 +162,7 @@ class JobWorkflow:
             job, _ = self.store.update(job.job_id, _count_poll_error)
             if job.poll_errors > self.schedule.max_poll_errors:
                 return self._fail(job, f"upstream status kept failing: {exc.message}")
-            backoff = self._backoff(1, exc.retry_after, floor=self._poll_interval(job))
+            backoff = self._backoff(job.poll_errors, exc.retry_after, floor=self._poll_interval(job))
             return self._wait_then(job, "poll", backoff)
         job, _ = self.store.update(job.job_id, lambda j: _apply_poll(j, updates))
         failed = [t for t in job.upstream_tasks if t.status is JobStatus.FAILED]
@@ -178,10 +175,11 @@ class JobWorkflow:
     # --- finalize -----------------------------------------------------------------------------
     def finalize(self, state: StepState) -> StepState:
         """Copy every image into S3 under a deterministic key, then mark COMPLETED and announce
-        it. Transient download errors propagate so the state machine's Retry runs again."""
-        job = self.store.get(state.jobId)
-        if job.status.is_terminal:
-            return self._route(job, "done")
+        it. Transient download errors propagate so the state machine's Retry runs again. No
+        deadline check: the upstream finished in time, and storing its images is ours to do."""
+        job = self._open_job(state, too_late=None)
+        if isinstance(job, StepState):
+            return job
         keys: list[str] = []
         for task in sorted(job.upstream_tasks, key=lambda t: t.slot):
             keys.extend(task.stored_keys)
@@ -191,7 +189,7 @@ class JobWorkflow:
                 keys.append(key)
         if not keys:
             return self._fail(job, "the upstream finished without any image")
-        job, changed = self.store.update(job.job_id, lambda j: _completed(j, keys, self.clock()))
+        job, changed = self.store.update(job.job_id, completed(keys, self.clock()))
         if changed:
             self._finished(job)
         return self._route(job, "done")
@@ -200,7 +198,7 @@ class JobWorkflow:
     def fail(self, state: StepState) -> StepState:
         """Record a failure decided by a step (`reason`) or caught by the state machine (`error`)."""
         reason = state.reason or _reason_from_catch(state.error)
-        job, changed = self.store.update(state.jobId, lambda j: _failed(j, reason, self.clock()))
+        job, changed = self.store.update(state.jobId, failed(reason, self.clock()))
         if changed:
             self._finished(job)
         return StepState(jobId=job.job_id, next="done", reason=job.error)
@@ -211,13 +209,23 @@ class JobWorkflow:
         backstop for a workflow that never started or was lost. Returns the jobs it failed."""
         swept = []
         for job_id in self.store.overdue(self.clock(), limit):
-            job, changed = self.store.update(job_id, lambda j: _failed(j, SWEPT_REASON, self.clock()))
+            job, changed = self.store.update(job_id, failed(SWEPT_REASON, self.clock()))
             if changed:
                 self._finished(job)
                 swept.append(job_id)
         return swept
 
     # --- helpers ------------------------------------------------------------------------------
+    def _open_job(self, state: StepState, too_late: str | None) -> Job | StepState:
+        """Every step's preamble: the job if it is still open (and, where `too_late` says why
+        it would fail, within its deadline), else the state that ends or fails it."""
+        job = self.store.get(state.jobId)
+        if job.status.is_terminal:
+            return self._route(job, "done")
+        if too_late is not None and self._past_deadline(job):
+            return self._fail(job, too_late)
+        return job
+
     def _finished(self, job: Job) -> None:
         """Once per job, by whichever step made it terminal: announce it, tell the observer."""
         self.events.publish(JobEvent.for_job(job, self.results.bucket))
@@ -274,26 +282,6 @@ def _apply_poll(job: Job, updates: dict[int, UpstreamTask]) -> Job | None:
     mean = sum(t.progress for t in job.upstream_tasks) / max(len(job.upstream_tasks), 1)
     job.progress = min(99, max(job.progress, int(mean)))
     job.status = JobStatus.PROCESSING
-    return job
-
-
-def _completed(job: Job, keys: list[str], now: datetime) -> Job | None:
-    if job.status.is_terminal:
-        return None
-    job.status = JobStatus.COMPLETED
-    job.result_keys = keys
-    job.progress = 100
-    job.error = None
-    job.completed_at = now
-    return job
-
-
-def _failed(job: Job, reason: str, now: datetime) -> Job | None:
-    if job.status.is_terminal:
-        return None
-    job.status = JobStatus.FAILED
-    job.error = reason
-    job.completed_at = now
     return job
 
 

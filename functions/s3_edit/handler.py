@@ -3,22 +3,21 @@
 `lambda_handler`: S3 ObjectCreated notifications of the uploads bucket (prefix edits/) start
 edit jobs. `write_result`: job events from the events topic (subscription filter source = s3)
 become `<name>.result.json` next to the upload. Both only parse the event (s3_edit.parse) and
-call imagegen.uploads; every rule lives there.
+call imagegen.edits; every rule lives there.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from imagegen.edits.intake import EditIntake
+from imagegen.edits.results import ResultWriter
 from imagegen.runtime import services
-from imagegen.storage import signing_s3_client
-from imagegen.uploads import EditIntake, ResultWriter
 from s3_edit.parse import job_events, upload_records
 
 logger = Logger()
@@ -27,17 +26,11 @@ metrics = Metrics()
 _METRICS = {"started": "EditsStarted", "rejected": "EditsRejected", "duplicate": "EditsRedelivered"}
 
 
-@lru_cache(maxsize=1)
-def s3() -> Any:
-    """One S3 client per cold start (it depends on no setting), SigV4 for presigned URLs."""
-    return signing_s3_client()
-
-
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(raise_on_empty_metrics=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     svc = services()
-    intake = EditIntake(svc.settings, svc.jobs, svc.starter, svc.events, s3_client=s3())
+    intake = EditIntake(svc.settings, svc.jobs, svc.starter, svc.events, svc.uploads)
     outcomes = [intake.handle(record) for record in upload_records(event)]
     for outcome in outcomes:
         logger.info("upload handled", **asdict(outcome))
@@ -48,7 +41,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 @logger.inject_lambda_context(clear_state=True)
 def write_result(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    writer = ResultWriter(services().jobs, s3_client=s3())
+    svc = services()
+    writer = ResultWriter(svc.jobs, svc.uploads)
     written = []
     for job_event in job_events(event):
         key = writer.write(job_event)

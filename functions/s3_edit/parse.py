@@ -1,4 +1,4 @@
-"""The two trigger payloads of S3 edits, parsed into what imagegen.uploads works with.
+"""The two trigger payloads of S3 edits, parsed into what imagegen.edits works with.
 
 Kept apart from handler.py so tests and tools can parse samples without creating the
 handler's Powertools Logger and Metrics (which read their configuration when created).
@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_plus
 
+from imagegen.edits.intake import UploadRecord
 from imagegen.events import JobEvent
-from imagegen.uploads import UploadRecord
 
 
 def upload_records(event: dict[str, Any]) -> list[UploadRecord]:

@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from imagegen.keys import KeyStore
+from imagegen.runtime import dynamodb_resource
 from imagegen_infra import blueprint as bp
 
 
 def create_key(owner: str, table: str, name: str, resource: Any = None) -> str:
-    return KeyStore(table, resource=resource).create(owner, name=name)
+    return KeyStore(table, resource=resource or dynamodb_resource()).create(owner, name=name)
 
 
 def main(argv: Sequence[str] | None = None, resource: Any = None) -> int:

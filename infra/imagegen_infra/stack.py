@@ -13,8 +13,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from imagegen.edits.keys import ERROR_SUFFIX, RESULT_SUFFIX
 from imagegen.jobs import OPEN_JOBS_INDEX
-from imagegen.uploads import ERROR_SUFFIX, RESULT_SUFFIX
 from imagegen_infra import blueprint as bp
 from imagegen_infra.config import DeployConfig
 from imagegen_infra.constructs.acknowledge import acknowledge

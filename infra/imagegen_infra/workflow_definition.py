@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from imagegen.errors import transient_error_names
 from imagegen_infra.blueprint import (
     CREATE_TASK_FUNCTION,
     FAIL_FUNCTION,
@@ -35,8 +36,9 @@ LAMBDA_SERVICE_ERRORS = [
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
 ]
-# Raised by finalize when an image download fails transiently (class name = Lambda errorType).
-TRANSIENT_UPSTREAM_ERROR = "UpstreamTransientError"
+# Raised by finalize when an image download fails transiently. Lambda's errorType is the
+# exception's class name and Retry matches names exactly, so every transient class is listed.
+TRANSIENT_UPSTREAM_ERRORS = transient_error_names()
 # A crash of our own step (a bug, an out-of-memory, a timeout) is retried once before the job
 # fails: a crash between creating the upstream task and recording it must not lose the job, and
 # the retry reuses the task through the provider's idempotency key.
@@ -120,7 +122,7 @@ def definition(job_deadline_seconds: int) -> dict[str, Any]:
                 "Route",
                 extra_retry=[
                     {
-                        "ErrorEquals": [TRANSIENT_UPSTREAM_ERROR],
+                        "ErrorEquals": TRANSIENT_UPSTREAM_ERRORS,
                         "IntervalSeconds": 2,
                         "MaxAttempts": 3,
                         "BackoffRate": 2.0,

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagegen.uploads import EDITS_PREFIX, INPUTS_PREFIX, edit_job_id, result_key, sniff_image
+from imagegen.edits.keys import EDITS_PREFIX, INPUTS_PREFIX, edit_job_id, result_key
+from imagegen.images import sniff_image
 
 _EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 

@@ -256,7 +256,7 @@ class LocalStack:
 
     def _create_resources(self) -> None:
         from imagegen.keys import KeyStore
-        from imagegen.runtime import reset
+        from imagegen.runtime import dynamodb_resource, reset
         from imagegen.settings import Settings
 
         session = boto3.session.Session(region_name=REGION)
@@ -320,7 +320,9 @@ class LocalStack:
             roleArn=self._role_arn(session),
             type="STANDARD",
         )
-        api_key = KeyStore(bp.API_KEYS_TABLE.name).create(LOCAL_OWNER, raw_key=self.config.api_key)
+        api_key = KeyStore(bp.API_KEYS_TABLE.name, dynamodb_resource()).create(
+            LOCAL_OWNER, raw_key=self.config.api_key
+        )
         self.outputs.update(
             {
                 "ApiKey": api_key,

@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from imagegen.keys import KeyStore, hash_key
+from imagegen.runtime import dynamodb_resource
 from imagegen_infra import blueprint as bp
 from imagegen_local.lambda_runtime import FakeLambdaContext
 from tests.conftest import load_event
@@ -162,7 +163,9 @@ def test_unknown_key_is_a_401(stack):
 
 
 def test_inactive_key_is_a_403(stack, outputs):
-    key = KeyStore(outputs.get("ApiKeysTable", bp.API_KEYS_TABLE.name)).create("someone-else")
+    key = KeyStore(outputs.get("ApiKeysTable", bp.API_KEYS_TABLE.name), dynamodb_resource()).create(
+        "someone-else"
+    )
     boto3.resource("dynamodb").Table(bp.API_KEYS_TABLE.name).update_item(
         Key={"key_hash": hash_key(key)},
         UpdateExpression="SET #s = :s",
@@ -185,7 +188,7 @@ def test_unknown_job_is_a_404(stack, outputs):
 
 def test_another_owners_job_is_a_404(stack, outputs):
     _, submitted = call(with_key(load_event("api/generate_seed_example.json"), outputs["ApiKey"]))
-    stranger = KeyStore(bp.API_KEYS_TABLE.name).create("stranger")
+    stranger = KeyStore(bp.API_KEYS_TABLE.name, dynamodb_resource()).create("stranger")
 
     status, body = call(get_job_event(submitted["jobId"], stranger))
 

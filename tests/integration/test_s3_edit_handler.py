@@ -21,7 +21,8 @@ import boto3
 import pytest
 from PIL import Image
 
-from imagegen.uploads import UploadsNotConfigured, edit_job_id, error_key, result_key
+from imagegen.edits.errors import UploadsNotConfigured
+from imagegen.edits.keys import edit_job_id, error_key, result_key
 from imagegen_infra import blueprint as bp
 from imagegen_local.lambda_runtime import FakeLambdaContext
 from tests.conftest import environment, load_event, wait_for_job
@@ -331,23 +332,23 @@ def test_a_bad_upload_gets_an_error_file_a_failed_job_and_an_event(case, bucket,
 
 
 def test_too_large_is_refused_from_its_size_before_anything_is_downloaded(bucket, api):
-    from s3_edit.handler import s3 as s3_edit_client
+    from imagegen.runtime import services
 
     reads: list[str] = []
 
     def count_read(params: dict[str, Any], **_: Any) -> None:
         reads.append(params["Key"])
 
-    events = s3_edit_client().meta.events
-    events.register("provide-client-params.s3.GetObject", count_read)
-    try:
-        with environment(IMAGEGEN_MAX_UPLOAD_BYTES="1000"):
+    with environment(IMAGEGEN_MAX_UPLOAD_BYTES="1000"):
+        events = services().s3.meta.events  # the client the s3-edit function is wired with
+        events.register("provide-client-params.s3.GetObject", count_read)
+        try:
             key = f"edits/{name()}.png"
             outcome, _ = upload_and_deliver(
                 bucket, key, png(size=(400, 400)) + b"\0" * 2000, prompt="too big"
             )
-    finally:
-        events.unregister("provide-client-params.s3.GetObject", count_read)
+        finally:
+            events.unregister("provide-client-params.s3.GetObject", count_read)
 
     assert (outcome["action"], outcome["error_code"]) == ("rejected", "upload_too_large")
     assert reads == []

@@ -9,16 +9,17 @@ from typing import Any
 import pytest
 
 from imagegen.jobs import JobStore
+from imagegen.lifecycle import new_job
 from imagegen.models import GenerateRequest, JobStatus, utc_now
+from imagegen.runtime import dynamodb_resource
 from imagegen.settings import Settings
-from imagegen.submission import new_job
 from imagegen_infra import blueprint as bp
 from imagegen_local.lambda_runtime import FakeLambdaContext
 from tests.conftest import load_event
 
 
 def store() -> JobStore:
-    return JobStore(bp.JOBS_TABLE.name)
+    return JobStore(bp.JOBS_TABLE.name, dynamodb_resource())
 
 
 def stored_job(**changes: Any) -> str:

@@ -14,10 +14,11 @@ import pytest
 from PIL import Image
 
 from imagegen.errors import UpstreamTerminalError, UpstreamTransientError
+from imagegen.images import sniff_image
 from imagegen.models import GptImageParams
 from imagegen.providers import provider_for
 from imagegen.providers.base import GenerationRequest, ProviderConfig, UpstreamUnavailableError
-from imagegen.providers.openai import SIZE_BY_ASPECT, parse_images, sniff_format
+from imagegen.providers.openai import SIZE_BY_ASPECT, parse_images
 from imagegen_local.simulator.multipart import parse_form
 
 INPUT_URL = "http://127.0.0.1:9/inputs/cat.png"
@@ -313,4 +314,4 @@ def test_base64_with_line_breaks_still_decodes():
 
 @pytest.mark.parametrize("image_format", ["png", "jpeg", "webp"])
 def test_formats_are_read_from_the_bytes(image_format):
-    assert sniff_format(encoded(image_format)[:16]) == image_format
+    assert sniff_image(encoded(image_format)[:16]) == image_format

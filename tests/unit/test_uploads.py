@@ -12,25 +12,17 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from imagegen.edits.bucket import UploadsBucket
+from imagegen.edits.errors import UploadRejected, UploadsNotConfigured, error_document
+from imagegen.edits.intake import EditIntake
+from imagegen.edits.keys import UploadKind, classify, edit_job_id, error_key, result_key
+from imagegen.edits.requests import body_from_metadata, parse_manifest, validated_request
+from imagegen.edits.results import result_document
+from imagegen.images import sniff_image
 from imagegen.models import GenerateRequest, GptImageParams, Job, JobSource, JobStatus, utc_now
 from imagegen.settings import Settings
-from imagegen.uploads import (
-    EditIntake,
-    UploadKind,
-    UploadRejected,
-    UploadsNotConfigured,
-    body_from_metadata,
-    classify,
-    edit_job_id,
-    error_document,
-    error_key,
-    parse_manifest,
-    result_document,
-    result_key,
-    sniff_image,
-    validated_request,
-)
 from tests.conftest import EVENTS
+from tests.fakes import InMemoryJobStore, RecordingEvents, RecordingStarter
 
 S3_SAMPLES = sorted((EVENTS / "s3").glob("*.json"))
 
@@ -266,14 +258,16 @@ def test_result_document(status):
 def test_intake_refuses_to_run_unconfigured():
     settings = Settings(jobs_table="t", api_keys_table="k", results_bucket="r", events_topic_arn="arn")
     with pytest.raises(UploadsNotConfigured):
-        EditIntake(settings, store=None, starter=None, events=None, s3_client=object())  # type: ignore[arg-type]
+        EditIntake(
+            settings, InMemoryJobStore(), RecordingStarter(), RecordingEvents(), UploadsBucket("", object())
+        )
 
 
 def test_constants_agree_with_the_blueprint():
-    from imagegen import uploads
+    from imagegen.edits import keys
     from imagegen_infra import blueprint as bp
 
-    assert uploads.EDITS_PREFIX == bp.EDITS_PREFIX
+    assert keys.EDITS_PREFIX == bp.EDITS_PREFIX
     assert {"source": [JobSource.S3.value]} == bp.S3_RESULT_FILTER_POLICY
     assert bp.S3_EDIT_FUNCTION.handler == "s3_edit.handler.lambda_handler"
     assert bp.S3_RESULT_FUNCTION.handler == "s3_edit.handler.write_result"

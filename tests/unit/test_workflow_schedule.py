@@ -1,4 +1,5 @@
-"""The arithmetic the workflow hands Step Functions: backoff, jitter, Retry-After, deadlines."""
+"""The arithmetic the workflow hands Step Functions (backoff, jitter, Retry-After, deadlines),
+read from the `waitSeconds` its public steps return, on in-memory fakes."""
 
 from __future__ import annotations
 
@@ -7,52 +8,80 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from imagegen.models import GenerateRequest
+from imagegen.errors import UpstreamTransientError
+from imagegen.lifecycle import new_job
+from imagegen.models import GenerateRequest, JobStatus, UpstreamTask
 from imagegen.settings import PollSchedule, Settings
-from imagegen.submission import new_job
-from imagegen.workflow import JobWorkflow, _reason_from_catch
+from imagegen.workflow import JobWorkflow, StepState, _reason_from_catch
+from tests.fakes import InMemoryJobStore, InMemoryResults, RecordingEvents, ScriptedProvider
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+SETTINGS = Settings(jobs_table="j", api_keys_table="k", results_bucket="r", events_topic_arn="t")
 
 
-def workflow(jitter: float = 1.0, **schedule: float) -> JobWorkflow:
-    return JobWorkflow(
-        store=None,
-        provider_factory=None,
-        results=None,
-        events=None,  # type: ignore[arg-type]
-        schedule=PollSchedule(**schedule),
+def setup(jitter: float = 1.0, deadline_in: float = 600, **schedule: float):
+    store, provider = InMemoryJobStore(), ScriptedProvider()
+    flow = JobWorkflow(
+        store=store,
+        provider_factory=lambda name: provider,
+        results=InMemoryResults(),
+        events=RecordingEvents(),
+        schedule=PollSchedule(**{"max_create_attempts": 50, "max_poll_errors": 50, **schedule}),
         clock=lambda: NOW,
         jitter=lambda: jitter,
     )
+    job = new_job(GenerateRequest(prompt="x", model="gpt-image-1.5"), "me", SETTINGS)
+    job.deadline_at = NOW + timedelta(seconds=deadline_in)
+    store.create(job)
+    return flow, provider, StepState(jobId=job.job_id), store
 
 
-def job(deadline_in: float):
-    settings = Settings(jobs_table="j", api_keys_table="k", results_bucket="r", events_topic_arn="t")
-    created = new_job(GenerateRequest(prompt="x", model="gpt-image-1.5"), "me", settings)
-    created.deadline_at = NOW + timedelta(seconds=deadline_in)
-    return created
+def create_waits(attempts: int, retry_after: float | None = None, **kwargs) -> list[int]:
+    flow, provider, state, _ = setup(**kwargs)
+    provider.creates = [UpstreamTransientError("busy", retry_after=retry_after)] * attempts
+    return [flow.create(state).waitSeconds for _ in range(attempts)]
 
 
-@pytest.mark.parametrize(("attempt", "ceiling"), [(1, 1), (2, 2), (3, 4), (4, 8), (10, 30)])
-def test_backoff_doubles_up_to_the_cap(attempt, ceiling):
-    assert workflow(jitter=1.0, retry_base_seconds=1, retry_max_seconds=30)._backoff(attempt, None) == ceiling
+def test_create_backoff_doubles_up_to_the_cap():
+    assert create_waits(10, jitter=1.0, retry_base_seconds=1, retry_max_seconds=30) == [
+        1, 2, 4, 8, 16, 30, 30, 30, 30, 30
+    ]  # fmt: skip
+
+
+def test_poll_backoff_grows_with_consecutive_poll_errors():
+    flow, provider, state, store = setup(
+        jitter=1.0, retry_base_seconds=1, retry_max_seconds=30, poll_interval_seconds=0
+    )
+    task = UpstreamTask(slot=0, task_id="t")
+    store.update(state.jobId, lambda j: j.model_copy(update={"upstream_tasks": [task]}))
+    provider.polls = [UpstreamTransientError("status unavailable")] * 5
+    assert [flow.poll(state).waitSeconds for _ in range(5)] == [1, 2, 4, 8, 16]
 
 
 def test_full_jitter_draws_between_zero_and_the_ceiling():
-    assert workflow(jitter=0.0)._backoff(5, None) == 0
-    assert workflow(jitter=0.5, retry_base_seconds=1)._backoff(3, None) == 2
+    assert create_waits(5, jitter=0.0)[-1] == 0
+    assert create_waits(3, jitter=0.5, retry_base_seconds=1)[-1] == 2
 
 
 def test_retry_after_is_never_undercut():
-    assert workflow(jitter=0.0)._backoff(1, retry_after=7) == 7
+    assert create_waits(1, retry_after=7, jitter=0.0) == [7]
 
 
-def test_waits_are_whole_seconds_and_never_past_the_deadline():
-    flow = workflow()
-    assert flow._wait_then(job(deadline_in=100), "poll", 2.2).waitSeconds == 3
-    assert flow._wait_then(job(deadline_in=4), "poll", 30).waitSeconds == 4
-    assert flow._wait_then(job(deadline_in=-5), "poll", 30).waitSeconds == 0
+@pytest.mark.parametrize(("deadline_in", "wanted", "waited"), [(100, 2.2, 3), (4, 30, 4), (0.5, 30, 1)])
+def test_waits_are_whole_seconds_and_never_past_the_deadline(deadline_in, wanted, waited):
+    flow, provider, state, _ = setup(deadline_in=deadline_in, first_poll_seconds=int(wanted))
+    if wanted != int(wanted):  # a fractional wait comes from Retry-After
+        provider.creates = [UpstreamTransientError("busy", retry_after=wanted)]
+        assert flow.create(state).waitSeconds == waited
+    else:
+        assert (flow.create(state).next, flow.create(state).waitSeconds) == ("poll", waited)
+
+
+def test_a_job_past_its_deadline_is_failed_not_waited_for():
+    flow, _, state, store = setup(deadline_in=-5)
+    routed = flow.create(state)
+    assert (routed.next, routed.waitSeconds) == ("fail", 0)
+    assert store.get(state.jobId).status is JobStatus.QUEUED  # the fail step records it
 
 
 def test_caught_errors_become_readable_reasons():

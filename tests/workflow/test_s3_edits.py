@@ -13,7 +13,7 @@ import boto3
 import pytest
 from PIL import Image
 
-from imagegen.uploads import error_key
+from imagegen.edits.keys import error_key
 from imagegen_infra import blueprint as bp
 from imagegen_local.edits_client import save_results, upload_edit, upload_manifest, wait_for_result
 from tests.conftest import submit, wait_for_job

@@ -13,6 +13,7 @@ from PIL import Image
 
 from imagegen.jobs import JobStore
 from imagegen.models import Job
+from imagegen.runtime import dynamodb_resource
 from imagegen_infra import blueprint as bp
 
 
@@ -23,7 +24,7 @@ def unique_prompt(words: str) -> str:
 
 
 def stored_job(job_id: str) -> Job:
-    return JobStore(bp.JOBS_TABLE.name).get(job_id)
+    return JobStore(bp.JOBS_TABLE.name, dynamodb_resource()).get(job_id)
 
 
 def created_for(simulator: Any, protocol: str, prompt: str) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ from imagegen.providers.base import (
     Provider,
     TaskState,
     classify,
+    error_body_message,
     retry_after_seconds,
 )
 
@@ -100,13 +101,6 @@ class ApiinOneProvider(Provider):
         response = self.send("GET", f"/api/v1/tasks/{quote(task_id, safe='')}", headers=self._auth())
         return parse_task(unwrap(response))
 
-    def error_message(self, response: httpx.Response) -> str:
-        try:
-            body = response.json()
-        except ValueError:
-            return f"HTTP {response.status_code}: {response.text[:200]}"
-        return body_message(body) or f"HTTP {response.status_code}"
-
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.config.api_key}"}
 
@@ -138,30 +132,19 @@ def unwrap(response: httpx.Response) -> dict[str, Any]:
     if error:  # {"error": {...}} even under HTTP 200: its own code, else a validation error
         inner = _int(error.get("code")) if isinstance(error, dict) else None
         raise classify(
-            "apiin.one", inner or code or 400, body_message(body) or "error", retry_after_seconds(response)
+            "apiin.one",
+            inner or code or 400,
+            error_body_message(body) or "error",
+            retry_after_seconds(response),
         )
     if code is not None and not 200 <= code < 300:
-        raise classify("apiin.one", code, body_message(body) or f"code {code}", retry_after_seconds(response))
+        raise classify(
+            "apiin.one", code, error_body_message(body) or f"code {code}", retry_after_seconds(response)
+        )
     data = body.get("data")
     if not isinstance(data, dict):
         raise UpstreamTerminalError("apiin.one: answer has no data object")
     return data
-
-
-def body_message(body: Any) -> str | None:
-    """The message of either error shape: {"error": {code, message, type}} or
-    {"code", "message", "data": null}."""
-    if not isinstance(body, dict):
-        return None
-    error = body.get("error")
-    if isinstance(error, dict) and error.get("message"):
-        kind = error.get("type")
-        return f"{error['message']} ({kind})" if kind else str(error["message"])
-    if isinstance(error, str) and error:
-        return error
-    if body.get("message"):
-        return str(body["message"])
-    return None
 
 
 def normalise_status(raw: Any) -> JobStatus | None:

@@ -19,16 +19,13 @@ from typing import Any, ClassVar
 
 import httpx
 
-from imagegen.errors import UpstreamTerminalError, UpstreamTransientError
+from imagegen.errors import UpstreamTerminalError, UpstreamTransientError, UpstreamUnavailableError
 from imagegen.models import GptImageParams, JobStatus
+from imagegen.transport import is_transient_status, status_failure, transport_failure
 
 MAX_INPUT_IMAGE_BYTES = 20 * 1024 * 1024  # per input image a provider fetches itself
 
-
-class UpstreamUnavailableError(UpstreamTransientError):
-    """Transient, and the upstream certainly did not act on the request: the connection was
-    never made, or it answered 429 / 503. Only after failures of this kind may a job move to
-    another provider (failover): a timeout or a 500 may have created a task we never heard of."""
+__all__ = ["UpstreamUnavailableError"]  # re-exported: providers and their tests import it from here
 
 
 @dataclass(frozen=True)
@@ -120,19 +117,13 @@ class Provider(ABC):
     def get_task(self, task_id: str) -> TaskState:
         """Current state of a task created by create_task."""
 
-    # Shared plumbing: one place classifies HTTP failures, so every provider agrees on what
-    # is worth a retry.
+    # Shared plumbing: imagegen.transport classifies HTTP failures, so every provider agrees
+    # on what is worth a retry and what may fail over.
     def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self.http.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # Nothing reached the upstream: safe to retry anywhere.
-            message = f"{self.said_by}: connection failed ({type(exc).__name__})"
-            raise UpstreamUnavailableError(message) from exc
-        except httpx.TimeoutException as exc:
-            raise UpstreamTransientError(f"{self.said_by}: timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
-            raise UpstreamTransientError(f"{self.said_by}: connection failed ({type(exc).__name__})") from exc
+            raise transport_failure(exc, self.said_by) from exc
         if response.status_code >= 400:
             raise self.error_for(response)
         return response
@@ -144,8 +135,12 @@ class Provider(ABC):
         )
 
     def error_message(self, response: httpx.Response) -> str:
-        """The provider's own words for an error response; subclasses know their shapes."""
-        return default_error_message(response)
+        """The provider's own words for an error response."""
+        try:
+            body = response.json()
+        except ValueError:
+            return f"HTTP {response.status_code}: {response.text[:200]}"
+        return error_body_message(body) or f"HTTP {response.status_code}"
 
     def close(self) -> None:
         self.http.close()
@@ -154,29 +149,30 @@ class Provider(ABC):
 def classify(
     provider: str, code: int, message: str, retry_after: float | None = None
 ) -> UpstreamTransientError | UpstreamTerminalError:
-    """One rule for HTTP status codes and for status codes a provider puts in a body:
-    429 and 503 (nothing done), 408 and other 5xx (maybe done) are transient; any other
-    code (validation, auth, credits, content policy, unknown model) is terminal."""
-    if code in (429, 503):
-        return UpstreamUnavailableError(f"{provider}: HTTP {code}: {message}", retry_after=retry_after)
-    if code == 408 or code >= 500:
-        return UpstreamTransientError(f"{provider}: HTTP {code}: {message}", retry_after=retry_after)
-    return UpstreamTerminalError(f"{provider}: {message}")
+    """A provider's error status (HTTP, or a code in its body) as our error, in the words
+    users read on the job: imagegen.transport decides transient, terminal or failover."""
+    text = f"{provider}: HTTP {code}: {message}" if is_transient_status(code) else f"{provider}: {message}"
+    return status_failure(code, text, retry_after)
 
 
-def default_error_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return f"HTTP {response.status_code}: {response.text[:200]}"
-    error = body.get("error") if isinstance(body, dict) else None
+def error_body_message(body: Any) -> str | None:
+    """The message of the error shapes providers use: {"error": {"message", "code"|"type"}}
+    (OpenAI, apiin.one), {"error": "text"}, or {"message": "text"} (apiin.one's envelope).
+    The error's own code word, else its type, follows in brackets: it is what tells a content
+    policy refusal from a validation error."""
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
     if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])
-    if isinstance(error, str):
+        message = str(error["message"])
+        code = error.get("code")
+        qualifier = code if isinstance(code, str) and code else error.get("type")
+        return f"{message} ({qualifier})" if qualifier and str(qualifier) not in message else message
+    if isinstance(error, str) and error:
         return error
-    if isinstance(body, dict) and body.get("message"):
+    if body.get("message"):
         return str(body["message"])
-    return f"HTTP {response.status_code}"
+    return None
 
 
 def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:

@@ -29,16 +29,11 @@ from typing import Any
 import httpx
 
 from imagegen.errors import UnsafeUrl, UpstreamTerminalError, UpstreamTransientError
+from imagegen.images import SNIFF_BYTES, sniff_image
 from imagegen.models import CONTENT_TYPES, SIZES
-from imagegen.providers.base import (
-    CreatedTask,
-    GenerationRequest,
-    InlineImage,
-    Provider,
-    TaskState,
-    UpstreamUnavailableError,
-)
+from imagegen.providers.base import CreatedTask, GenerationRequest, InlineImage, Provider, TaskState
 from imagegen.ssrf import safe_stream
+from imagegen.transport import status_failure, transport_failure
 
 MODEL = "gpt-image-1.5"
 SIZE_BY_ASPECT = {ratio: f"{width}x{height}" for ratio, (width, height) in SIZES.items()}
@@ -79,25 +74,20 @@ class OpenAIProvider(Provider):
             return UpstreamTerminalError(f"openai: {self.error_message(response)}")
         return super().error_for(response)
 
-    def error_message(self, response: httpx.Response) -> str:
-        message = super().error_message(response)
-        code = _error_field(response, "code")
-        return f"{message} ({code})" if code and code not in message else message
-
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.config.api_key}"}
 
     def _fetch_input(self, index: int, url: str) -> tuple[str, bytes, str]:
         """Input image `index` as a multipart file: fetched through the SSRF guard, size-capped,
-        its format read from its bytes (never from the URL or a header)."""
+        its format read from its bytes (never from the URL or a header). OpenAI has not been
+        called yet, so any transient failure here permits failover (imagegen.transport)."""
         label = f"openai: input image {index + 1}"
         cap = self.config.max_input_image_bytes
         try:
             with safe_stream(self.http, url, self.config.allow_loopback_urls) as response:
-                if response.status_code == 429 or response.status_code >= 500:
-                    raise UpstreamUnavailableError(f"{label}: download answered HTTP {response.status_code}")
                 if response.status_code != 200:
-                    raise UpstreamTerminalError(f"{label}: download answered HTTP {response.status_code}")
+                    message = f"{label}: download answered HTTP {response.status_code}"
+                    raise status_failure(response.status_code, message, before_provider_call=True)
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > cap:
                     raise UpstreamTerminalError(f"{label} is larger than {cap // (1024 * 1024)} MiB")
@@ -108,11 +98,9 @@ class OpenAIProvider(Provider):
                         raise UpstreamTerminalError(f"{label} is larger than {cap // (1024 * 1024)} MiB")
         except UnsafeUrl as exc:
             raise UpstreamTerminalError(f"{label}: {exc.message}") from exc
-        except httpx.TimeoutException as exc:
-            raise UpstreamUnavailableError(f"{label}: download timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
-            raise UpstreamUnavailableError(f"{label}: download failed ({type(exc).__name__})") from exc
-        image_format = sniff_format(bytes(data[:16]))
+            raise transport_failure(exc, f"{label}: download", before_provider_call=True) from exc
+        image_format = sniff_image(bytes(data[:SNIFF_BYTES]))
         if image_format is None:
             raise UpstreamTerminalError(f"{label} is not a PNG, JPEG or WebP image")
         return f"input-{index + 1}.{image_format}", bytes(data), CONTENT_TYPES[image_format]
@@ -145,7 +133,7 @@ def parse_images(body: Any, output_format: str, expected: int) -> list[InlineIma
             raw = base64.b64decode("".join(encoded.split()), validate=True)
         except (binascii.Error, ValueError):
             raise UpstreamTerminalError(f"openai: image {number} of the answer is not valid base64") from None
-        found = sniff_format(raw[:16])
+        found = sniff_image(raw[:SNIFF_BYTES])
         if found is None:
             raise UpstreamTerminalError(f"openai: image {number} of the answer is not a PNG, JPEG or WebP")
         if found != output_format:
@@ -154,17 +142,6 @@ def parse_images(body: Any, output_format: str, expected: int) -> list[InlineIma
     if len(images) < expected:
         raise UpstreamTerminalError(f"openai: returned {len(images)} of the {expected} images asked for")
     return images[:expected]
-
-
-def sniff_format(head: bytes) -> str | None:
-    """png, jpeg or webp from an image's first bytes (its magic number), else None."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    return None
 
 
 def _error_field(response: httpx.Response, name: str) -> str | None:
