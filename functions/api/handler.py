@@ -10,6 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -67,7 +68,9 @@ def get_job(job_id: str) -> dict[str, Any]:
     return job_view(job, svc.results, svc.settings.result_url_ttl_seconds)
 
 
-@logger.inject_lambda_context(clear_state=True)
+# Every log line of a request carries API Gateway's request id as its correlation id: the id
+# a caller quotes (x-amzn-RequestId) finds all of it.
+@logger.inject_lambda_context(clear_state=True, correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics(raise_on_empty_metrics=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return with_cors(app.resolve(event, context), event, services().settings.cors_allow_origins)

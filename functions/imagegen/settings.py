@@ -1,7 +1,9 @@
 """Typed settings, read from the environment once per cold start and validated.
 
-Only handlers call `Settings.from_environ()`; everything below them is handed a Settings
-object (or the plain values it needs), so nothing deeper reads os.environ.
+The environment is read in one place, `current_settings()`, which the handlers reach through
+imagegen.runtime; infra and the local stack build Settings themselves and hand functions its
+`to_environ()`. Everything below the handlers is handed a Settings object (or the plain
+values it needs), so nothing deeper reads os.environ.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ the next state. Deployed as separate functions so each has its own role, timeout
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -33,31 +34,35 @@ def _workflow() -> JobWorkflow:
     )
 
 
-def _answer(state: StepState) -> dict[str, Any]:
-    logger.info("step done", job_id=state.jobId, next=state.next, wait_seconds=state.waitSeconds)
-    return state.model_dump(exclude_none=True)
+def _run(step: Callable[[JobWorkflow, StepState], StepState], event: dict[str, Any]) -> dict[str, Any]:
+    """Parse the state, put the job id on every log line of this invocation, run the step."""
+    state = StepState.model_validate(event)
+    logger.append_keys(job_id=state.jobId)
+    answer = step(_workflow(), state)
+    logger.info("step done", next=answer.next, wait_seconds=answer.waitSeconds)
+    return answer.model_dump(exclude_none=True)
 
 
 @logger.inject_lambda_context(clear_state=True)
 def create_task(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return _answer(_workflow().create(StepState.model_validate(event)))
+    return _run(JobWorkflow.create, event)
 
 
 @logger.inject_lambda_context(clear_state=True)
 def poll_task(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return _answer(_workflow().poll(StepState.model_validate(event)))
+    return _run(JobWorkflow.poll, event)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(raise_on_empty_metrics=False)
 def finalize_job(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return _answer(_workflow().finalize(StepState.model_validate(event)))
+    return _run(JobWorkflow.finalize, event)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(raise_on_empty_metrics=False)
 def fail_job(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return _answer(_workflow().fail(StepState.model_validate(event)))
+    return _run(JobWorkflow.fail, event)
 
 
 def _count_outcome(job: Job) -> None:

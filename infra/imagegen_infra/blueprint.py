@@ -34,8 +34,8 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class FunctionSpec:
-    """A Lambda function. `settings` lists which Settings groups it needs in its environment;
-    the function factory (infra) and the local runtime both build the env from it."""
+    """A Lambda function: its name, handler, timeout and memory, read by the function factory
+    (infra) and by the local stack, which register it alike."""
 
     name: str
     handler: str
@@ -83,7 +83,8 @@ FAIL_FUNCTION = FunctionSpec(
 S3_EDIT_FUNCTION = FunctionSpec(
     f"{PREFIX}-s3-edit", "s3_edit.handler.lambda_handler", 60, 256, "Start edits from S3"
 )
-# Writes `<name>.result.json` / `.error.json` next to an upload once its job ends: subscribed
+# Writes `<name>.result.json` next to an upload once its job ends (the s3-edit function itself
+# writes `.error.json` for a rejected upload, at once): subscribed
 # to the events topic (filter: source = s3), so the workflow knows nothing of uploads.
 S3_RESULT_FUNCTION = FunctionSpec(
     f"{PREFIX}-s3-edit-result", "s3_edit.handler.write_result", 30, 256, "Write edit results next to uploads"

@@ -9,7 +9,6 @@ nothing but the test delivers events) and the functions are pointed at it.
 from __future__ import annotations
 
 import copy
-import io
 import json
 import time
 import uuid
@@ -19,13 +18,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
-from PIL import Image
 
 from imagegen.edits.errors import UploadsNotConfigured
 from imagegen.edits.keys import edit_job_id, error_key, result_key
 from imagegen_infra import blueprint as bp
 from imagegen_local.lambda_runtime import FakeLambdaContext
 from tests.conftest import environment, load_event, wait_for_job
+from tests.images import image_bytes
 
 LOCAL_OWNER = "local-user"
 
@@ -33,9 +32,7 @@ LOCAL_OWNER = "local-user"
 def png(
     size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (220, 20, 20), fmt: str = "PNG"
 ) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, fmt)
-    return buffer.getvalue()
+    return image_bytes(fmt, size, color)
 
 
 @pytest.fixture(scope="module")

@@ -164,3 +164,22 @@ def test_the_finished_hook_runs_once_per_job_however_often_its_step_is_delivered
         workflow.fail(StepState(jobId=job_id, next="fail", reason="content policy violation"))
 
     assert finished == [job_id]
+
+
+def test_every_log_line_of_a_step_names_its_job(stack):
+    import io
+    import json
+
+    import workflow.handler as handlers
+
+    job_id = stored_job()
+    written = io.StringIO()
+    previous = handlers.logger.registered_handler.setStream(written)  # type: ignore[attr-defined]
+    try:
+        run("fail_job", "workflow/fail_job_caught.json", job_id)
+    finally:
+        handlers.logger.registered_handler.setStream(previous)  # type: ignore[attr-defined]
+
+    lines = [json.loads(line) for line in written.getvalue().splitlines()]
+    assert lines, "the step logged nothing"
+    assert {line.get("job_id") for line in lines} == {job_id}

@@ -5,13 +5,11 @@ all over httpx.MockTransport."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 
 from imagegen.errors import UpstreamTerminalError, UpstreamTransientError
 from imagegen.images import sniff_image
@@ -20,16 +18,13 @@ from imagegen.providers import provider_for
 from imagegen.providers.base import GenerationRequest, ProviderConfig, UpstreamUnavailableError
 from imagegen.providers.openai import SIZE_BY_ASPECT, parse_images
 from imagegen_local.simulator.multipart import parse_form
+from tests.images import image_bytes
 
 INPUT_URL = "http://127.0.0.1:9/inputs/cat.png"
 
 
 def encoded(image_format: str = "png", size: tuple[int, int] = (8, 8)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (200, 40, 40)).save(
-        buffer, {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[image_format]
-    )
-    return buffer.getvalue()
+    return image_bytes(image_format, size)
 
 
 def images_answer(*images: bytes, **extra: Any) -> dict[str, Any]:

@@ -3,13 +3,11 @@ the API's request (with the API's error details), and that every sample in event
 
 from __future__ import annotations
 
-import io
 import json
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from pydantic import ValidationError
 
 from imagegen.edits.bucket import UploadsBucket
@@ -23,14 +21,9 @@ from imagegen.models import GenerateRequest, GptImageParams, Job, JobSource, Job
 from imagegen.settings import Settings
 from tests.conftest import EVENTS
 from tests.fakes import InMemoryJobStore, RecordingEvents, RecordingStarter
+from tests.images import image_bytes
 
 S3_SAMPLES = sorted((EVENTS / "s3").glob("*.json"))
-
-
-def image_bytes(fmt: str) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8), (200, 30, 30)).save(buffer, fmt)
-    return buffer.getvalue()
 
 
 # --- keys -------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ imagegen.providers.PROVIDERS; docs/providers.md walks through it.
 
 from __future__ import annotations
 
+import logging
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +26,12 @@ from imagegen.models import GptImageParams, JobStatus
 from imagegen.transport import is_transient_status, status_failure, transport_failure
 
 MAX_INPUT_IMAGE_BYTES = 20 * 1024 * 1024  # per input image a provider fetches itself
+
+# A child of the service's logger ("imagegen", Powertools' Logger in the handlers): its lines
+# carry the invocation's keys (job_id, request id). Tracing these calls with X-Ray would cost
+# more cold start than every handler's own imports (docs/decisions.md §11); one line per call
+# with its duration and status answers "which upstream call was slow or failing".
+log = logging.getLogger("imagegen.upstream")
 
 __all__ = ["UpstreamUnavailableError"]  # re-exported: providers and their tests import it from here
 
@@ -120,13 +128,22 @@ class Provider(ABC):
     # Shared plumbing: imagegen.transport classifies HTTP failures, so every provider agrees
     # on what is worth a retry and what may fail over.
     def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        started = time.perf_counter()
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
+            self._log_call(method, path, started, type(exc).__name__)
             raise transport_failure(exc, self.said_by) from exc
+        self._log_call(method, path, started, response.status_code)
         if response.status_code >= 400:
             raise self.error_for(response)
         return response
+
+    def _log_call(self, method: str, path: str, started: float, outcome: int | str) -> None:
+        # The path, never the query or headers: those may carry keys.
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        extra = {"provider": self.name, "method": method, "path": path, "outcome": outcome}
+        log.info("upstream call", extra={**extra, "duration_ms": duration_ms})
 
     def error_for(self, response: httpx.Response) -> UpstreamTransientError | UpstreamTerminalError:
         """The error an HTTP error answer stands for; providers with special cases override."""
