@@ -205,7 +205,7 @@ _URLISH = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, database=None)  # no .hypothesis/ in the tree
 @given(url=_URLISH, resolved=st.lists(st.ip_addresses().map(str), max_size=3), resolver_fails=st.booleans())
 def test_no_string_makes_check_url_raise_anything_but_our_error(url, resolved, resolver_fails):
     def fake_getaddrinfo(host, port, *args, **kwargs):
