@@ -147,6 +147,7 @@ def test_malformed_answers_come_in_three_kinds_and_the_work_is_still_done(sim, c
     bodies = {a.text for a in answers if a.headers["content-type"] == "application/json"}
     assert '{"ok": true}' in bodies and any(b.startswith('{"jobId": "') for b in bodies)  # wrong shape, cut
     assert len(sim.created_tasks) == 12  # a create answered with garbage still made its task
+    assert sim.faults.counts == {"create malformed": 12}
 
 
 def test_malformed_applies_to_apiinone_and_openai_too(sim, client):

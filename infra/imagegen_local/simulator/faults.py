@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,6 +26,14 @@ class ApiFault:
     malformed: bool = False
     broken: bool = False
 
+    @property
+    def label(self) -> str:
+        if self.status is not None:
+            return str(self.status)
+        if self.malformed:
+            return "malformed"
+        return "break" if self.broken else "timeout"
+
 
 class FaultInjector:
     """Owns the simulator's random source; the config is passed in live so tests can mutate it."""
@@ -33,39 +42,56 @@ class FaultInjector:
         self._rng = random.Random(seed)
         # Handler threads share the rng and pop the scripted lists; keep both consistent.
         self._lock = threading.Lock()
+        # Faults handed out so far, by kind ("create 503", "poll timeout", "task never"...).
+        self.counts: Counter[str] = Counter()
 
     def api_fault(
         self, config: SimulatorConfig, kind: CallKind, script: FaultScript | None = None
     ) -> ApiFault | None:
+        with self._lock:
+            fault = self._api_fault(config, kind, script)
+            if fault is not None:
+                self.counts[f"{kind} {fault.label}"] += 1
+            return fault
+
+    def _api_fault(
+        self, config: SimulatorConfig, kind: CallKind, script: FaultScript | None
+    ) -> ApiFault | None:
         """The job's own script first, then the global script, then one roll split between
         the probabilistic knobs."""
         hang = config.hang_seconds
-        with self._lock:
-            if script is not None:
-                hang = script.hang_seconds if script.hang_seconds is not None else hang
-                scripted = _scripted_list(script, kind)
-                if scripted:
-                    return _scripted_fault(scripted.pop(0), hang)
-            scripted = _scripted_list(config, kind)
+        if script is not None:
+            hang = script.hang_seconds if script.hang_seconds is not None else hang
+            scripted = _scripted_list(script, kind)
             if scripted:
                 return _scripted_fault(scripted.pop(0), hang)
-            roll = self._rng.random()
-            if kind == "download":
-                return ApiFault(broken=True) if roll < config.download_failure_rate else None
-            if roll < config.timeout_rate:
-                return ApiFault(hang_seconds=hang)
-            roll -= config.timeout_rate
-            if roll < config.rate_limit_rate:
-                return ApiFault(status=429)
-            roll -= config.rate_limit_rate
-            if roll < config.error_rate:
-                return ApiFault(status=self._rng.choice(_SERVER_ERRORS))
-            roll -= config.error_rate
-            if roll < config.malformed_rate:
-                return ApiFault(malformed=True)
+        scripted = _scripted_list(config, kind)
+        if scripted:
+            return _scripted_fault(scripted.pop(0), hang)
+        roll = self._rng.random()
+        if kind == "download":
+            return ApiFault(broken=True) if roll < config.download_failure_rate else None
+        if roll < config.timeout_rate:
+            return ApiFault(hang_seconds=hang)
+        roll -= config.timeout_rate
+        if roll < config.rate_limit_rate:
+            return ApiFault(status=429)
+        roll -= config.rate_limit_rate
+        if roll < config.error_rate:
+            return ApiFault(status=self._rng.choice(_SERVER_ERRORS))
+        roll -= config.error_rate
+        if roll < config.malformed_rate:
+            return ApiFault(malformed=True)
         return None
 
     def task_outcome(self, config: SimulatorConfig, script: FaultScript | None = None) -> Outcome:
+        outcome = self._task_outcome(config, script)
+        if outcome != "succeed":
+            with self._lock:
+                self.counts[f"task {outcome}"] += 1
+        return outcome
+
+    def _task_outcome(self, config: SimulatorConfig, script: FaultScript | None) -> Outcome:
         forced = script.task_outcome if script is not None and script.task_outcome else config.task_outcome
         if forced == "fail":
             return "fail"
