@@ -140,6 +140,10 @@ class UpstreamSimulator:
         with self._record_lock:
             self.scripts.clear()
 
+    def remove_scripts(self, scripts: list[FaultScript]) -> None:
+        with self._record_lock:
+            self.scripts = [s for s in self.scripts if not any(s is gone for gone in scripts)]
+
     def task_records(self) -> list[TaskRecord]:
         """Every task created so far, in creation order, with when it finished."""
         return [task.record() for task in self.tasks.all()]
