@@ -204,7 +204,7 @@ def run(target: Target, options: ChaosOptions, say: Callable[[str], None] = prin
         submissions = chaos + burst
         submitted_by = time.monotonic()
         say(f"submitted in {submitted_by - started:.0f} s; waiting for every job to end ...")
-        stored = _wait_until_terminal(target, submissions, options, say)
+        stored = _wait_until_terminal(target, run_id, submissions, options, say)
         say("reading every job back through the API with both keys ...")
         views = _read_back(http, target, submissions, options.concurrency)
     target.simulator.remove_scripts(scripts)
@@ -289,24 +289,30 @@ def _submit(http: httpx.Client, target: Target, submission: Submission) -> None:
 
 
 def _wait_until_terminal(
-    target: Target, submissions: list[Submission], options: ChaosOptions, say: Callable[[str], None]
+    target: Target,
+    run_id: str,
+    submissions: list[Submission],
+    options: ChaosOptions,
+    say: Callable[[str], None],
 ) -> dict[str, Job]:
     """Watch the jobs table (one scan a round: reading 1,500 jobs one by one, or through the
-    API, would be load of our own making) until every job is terminal or the last deadline
-    plus grace has passed; then read each job once."""
-    job_ids = {s.job_id for s in submissions if s.job_id}
+    API, would be load of our own making) until every job of the run is terminal, those whose
+    submit was answered with an error included, or until the last deadline plus grace has
+    passed; then read each job once."""
+    accepted = {s.job_id for s in submissions if s.job_id}
     give_up = time.monotonic() + options.deadline + options.grace + 5
     last_said = 0.0
     while True:
-        terminal = _terminal_job_ids(target.jobs)
-        still_open = len(job_ids - terminal)
+        table = _scan(target.jobs)
+        ours = accepted | {job_id for job_id, (_, prompt) in table.items() if prompt.startswith(run_id)}
+        still_open = sum(1 for job_id in ours if table.get(job_id, ("", ""))[0] not in TERMINAL)
         if not still_open or time.monotonic() > give_up:
             break
         if time.monotonic() - last_said > 10:
-            say(f"  {still_open} of {len(job_ids)} jobs still open")
+            say(f"  {still_open} of {len(ours)} jobs still open")
             last_said = time.monotonic()
         time.sleep(options.poll_every)
-    ids = sorted(job_ids)
+    ids = sorted(ours)
     return {j: job for j, job in zip(ids, _in_parallel(_reader(target.jobs), ids, 8), strict=True) if job}
 
 
@@ -320,17 +326,18 @@ def _reader(jobs: JobStore) -> Callable[[str], Job | None]:
     return read
 
 
-def _terminal_job_ids(jobs: JobStore) -> set[str]:
-    terminal: set[str] = set()
+def _scan(jobs: JobStore) -> dict[str, tuple[str, str]]:
+    """job id -> (status, prompt) of every job in the table."""
+    found: dict[str, tuple[str, str]] = {}
     kwargs: dict[str, Any] = {
-        "ProjectionExpression": "job_id, #s",
+        "ProjectionExpression": "job_id, #s, prompt",
         "ExpressionAttributeNames": {"#s": "status"},
     }
     while True:
         page = jobs.table.scan(**kwargs)
-        terminal |= {str(i["job_id"]) for i in page.get("Items", []) if i.get("status") in TERMINAL}
+        found.update({str(i["job_id"]): (str(i.get("status")), str(i.get("prompt"))) for i in page["Items"]})
         if "LastEvaluatedKey" not in page:
-            return terminal
+            return found
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
@@ -397,6 +404,7 @@ def check(
     report.add("every accepted submit got its own job id", duplicates == 0, f"{duplicates} duplicate ids")
 
     _deadline_check(report, options, accepted, stored)
+    _unanswered_jobs_check(report, submissions, stored)
     mixed_stored = _mixed_stored(accepted, stored, target)
     report.add(
         "stored job = its own request (owner, prompt, params)",
@@ -417,22 +425,50 @@ def check(
 def _deadline_check(
     report: Report, options: ChaosOptions, accepted: list[Submission], stored: dict[str, Job]
 ) -> None:
-    late: list[str] = []
+    """Every job of the run, those behind an error answer too, and every accepted job id."""
+    late: list[str] = [f"{s.job_id} not stored" for s in accepted if s.job_id not in stored]
     overshoot: list[float] = []
-    for submission in accepted:
-        job = stored.get(submission.job_id or "")
-        if job is None or not job.status.is_terminal or job.completed_at is None:
-            late.append(f"{submission.job_id} never ended ({job.status.value if job else 'not stored'})")
+    for job in stored.values():
+        if not job.status.is_terminal or job.completed_at is None:
+            late.append(f"{job.job_id} never ended ({job.status.value})")
             continue
         over = (job.completed_at - job.deadline_at).total_seconds()
         overshoot.append(over)
         if over > options.grace:
-            late.append(f"{submission.job_id} ended {over:.1f} s after its deadline")
+            late.append(f"{job.job_id} ended {over:.1f} s after its deadline")
     worst = f"; latest end {max(overshoot):+.1f} s from deadline" if overshoot else ""
+    total = len(stored) + len([s for s in accepted if s.job_id not in stored])
     report.add(
         f"every job terminal by its deadline (+{options.grace:.0f} s)",
         not late,
-        f"{len(accepted) - len(late)}/{len(accepted)}{worst}" + _examples(late),
+        f"{total - len(late)}/{total}{worst}" + _examples(late),
+    )
+
+
+def _unanswered_jobs_check(report: Report, submissions: list[Submission], stored: dict[str, Job]) -> None:
+    """Jobs nobody was given the id of. Behind a 5xx the client was told the job failed (503:
+    "not charged, please retry"), so such a job must end FAILED and refunded, or a retry pays
+    twice; behind a lost answer (client timeout) it may run, and is counted."""
+    given = {s.job_id for s in submissions if s.job_id}
+    by_prompt = {s.prompt: s for s in submissions}
+    behind_error: list[str] = []
+    charged: list[str] = []
+    behind_no_answer = 0
+    for job in stored.values():
+        if job.job_id in given:
+            continue
+        submission = by_prompt.get(job.prompt)
+        if submission is not None and submission.status is not None and submission.status >= 500:
+            behind_error.append(job.job_id)
+            if job.status is not JobStatus.FAILED:
+                charged.append(f"{job.job_id} {job.status.value} behind a {submission.status}")
+        elif submission is not None and submission.status is None:
+            behind_no_answer += 1
+    report.add(
+        "a submit answered 5xx leaves no charged job",
+        not charged,
+        f"{len(behind_error)} jobs behind 5xx answers, {len(charged)} not FAILED; "
+        f"{behind_no_answer} jobs behind lost answers" + _examples(charged),
     )
 
 

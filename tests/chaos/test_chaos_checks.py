@@ -91,6 +91,17 @@ def test_a_healthy_run_passes_every_check():
     assert len([row for row in report.rows if row.ok is not None]) >= 9
 
 
+def test_a_failed_job_behind_a_500_is_no_charge():
+    run = healthy_run()
+    _behind_a_500(run, JobStatus.FAILED)
+
+    verdicts = run.verdicts()
+
+    assert verdicts["a submit answered 5xx leaves no charged job"] is True
+    assert verdicts["every job terminal by its deadline (+10 s)"] is True
+    assert verdicts["no submit answered 5xx or nothing"] is False  # the 500 itself is still one
+
+
 def _late(run: Run) -> None:
     run.stored["job-0"].completed_at = T0 + timedelta(seconds=60 + 11)
 
@@ -151,6 +162,23 @@ def _same_job_id_twice(run: Run) -> None:
     run.submissions[1].job_id = "job-0"
 
 
+def _behind_a_500(run: Run, status: JobStatus) -> None:
+    prompt = "chaos-x burst 7 #m7"
+    run.submissions.append(Submission("burst", 1, prompt, {"quality": "low"}, 500, {"error": {}}, None, 0.1))
+    job = run.stored["job-0"].model_copy(update={"job_id": "job-7", "prompt": prompt, "status": status})
+    if not status.is_terminal:
+        job.completed_at = None
+    run.stored["job-7"] = job
+
+
+def _charged_behind_a_500(run: Run) -> None:
+    _behind_a_500(run, JobStatus.COMPLETED)
+
+
+def _open_forever_behind_a_500(run: Run) -> None:
+    _behind_a_500(run, JobStatus.PROCESSING)
+
+
 @pytest.mark.parametrize(
     ("defect", "failing"),
     [
@@ -169,6 +197,8 @@ def _same_job_id_twice(run: Run) -> None:
         (_failed_without_a_reason, "every FAILED job refunded (creditCost 0) with a reason"),
         (_answered_500, "no submit answered 5xx or nothing"),
         (_same_job_id_twice, "every accepted submit got its own job id"),
+        (_charged_behind_a_500, "a submit answered 5xx leaves no charged job"),
+        (_open_forever_behind_a_500, "every job terminal by its deadline (+10 s)"),
     ],
 )
 def test_each_defect_fails_its_check(defect: Callable[[Run], Any], failing: str):
