@@ -23,7 +23,6 @@ SMALL = ChaosOptions(
 # The knobs a chaos run sets on the simulator (the `simulator` fixture puts them back after).
 KNOBS = (
     "latency",
-    "seed",
     "hang_seconds",
     "retry_after_seconds",
     "error_rate",
