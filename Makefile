@@ -6,7 +6,7 @@ export PYTHONPATH := functions:infra
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup demo local test test-fast synth lint format clean
+.PHONY: setup demo local test test-fast chaos synth lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test: setup  ## every test: unit, integration, workflow, end to end, infrastruct
 
 test-fast: setup  ## everything but the CDK synthesis checks
 	$(BIN)/python -m pytest -m "not infra"
+
+chaos: setup  ## chaos and load run on the local stack: 500 jobs under ~20 % faults + 1,000 submits; prints a table (minutes; CHAOS_ARGS="--jobs 200")
+	$(BIN)/python -m imagegen_local.chaos $(CHAOS_ARGS)
 
 synth: setup  ## synthesize the CloudFormation template into cdk.out/ (offline, no AWS account)
 	$(BIN)/python infra/app.py

@@ -9,12 +9,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MODEL_ID = "gpt-image-1.5"
 MAX_PROMPT_CHARS = 2000
 MAX_INPUT_IMAGES = 16  # OpenAI's limit for edits (REFERENCE §3)
+# Every URL is kept in the job record (a DynamoDB item stops at 400 KB) and sent upstream, so its
+# length is bounded: 16 x 4 KiB stays far below that. Not 2,048: S3 edits pass our own presigned
+# URLs through this model, and from Lambda they carry a session token of 1-2 KB plus the key.
+MAX_URL_CHARS = 4096
 
 Quality = Literal["auto", "low", "medium", "high"]
 AspectRatio = Literal["1:1", "3:2", "2:3"]
@@ -61,9 +66,18 @@ class GptImageParams(BaseModel):
     @classmethod
     def _urls_are_http(cls, urls: list[str] | None) -> list[str] | None:
         # Syntax only; where the URL resolves to is checked by imagegen.ssrf at submission.
-        for url in urls or []:
+        for index, url in enumerate(urls or []):
+            if len(url) > MAX_URL_CHARS:
+                raise ValueError(f"input_images[{index}] is longer than {MAX_URL_CHARS} characters")
             if not url.lower().startswith(("https://", "http://")):
                 raise ValueError("input_images must be http(s) URLs")
+            try:
+                parts = urlsplit(url)
+                parts.port  # noqa: B018 - parsing the port is the check (range, digits)
+            except ValueError as exc:
+                raise ValueError(f"input_images[{index}] is not a valid URL: {exc}") from None
+            if not parts.hostname:
+                raise ValueError(f"input_images[{index}] has no host")
         return urls or None
 
     @field_validator("background")

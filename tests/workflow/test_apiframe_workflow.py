@@ -12,6 +12,7 @@ from PIL import Image
 
 from imagegen.events import JobEvent
 from tests.conftest import submit, wait_for_job
+from tests.workflow.upstream import scripted
 
 
 def _execution_status(outputs: dict[str, str], job_id: str) -> str:
@@ -69,9 +70,9 @@ def test_transparent_background_is_kept(api):
 
 
 def test_upstream_failure_fails_the_job_with_its_reason_and_refunds(api, outputs, simulator, job_events):
-    simulator.config.task_outcome = "fail"
-    simulator.config.fail_reason = "content policy violation"
-    job_id = submit(api, quality="medium")
+    reason = "content policy violation"
+    prompt, _ = scripted(simulator, "a refused fox", task_outcome="fail", fail_reason=reason)
+    job_id = submit(api, prompt=prompt, quality="medium")
 
     view = wait_for_job(api, job_id)
 
@@ -85,37 +86,38 @@ def test_upstream_failure_fails_the_job_with_its_reason_and_refunds(api, outputs
 
 @pytest.mark.parametrize("failures", [[503, 502], [429], [500, 429, 503]])
 def test_transient_create_errors_are_retried_until_completed(api, simulator, failures):
-    simulator.config.create_failures = list(failures)
+    prompt, script = scripted(simulator, "a fox after errors", create_failures=failures)
 
-    view = wait_for_job(api, submit(api))
+    view = wait_for_job(api, submit(api, prompt=prompt))
 
     assert view["status"] == "COMPLETED", view
-    assert simulator.config.create_failures == []  # every scripted failure was actually hit
+    assert script.create_failures == []  # every scripted failure was hit, by this job
 
 
 def test_transient_poll_errors_are_retried_until_completed(api, simulator):
-    simulator.config.poll_failures = [503, 429, 500]
+    prompt, script = scripted(simulator, "a fox polled through errors", poll_failures=[503, 429, 500])
 
-    view = wait_for_job(api, submit(api))
+    view = wait_for_job(api, submit(api, prompt=prompt))
 
     assert view["status"] == "COMPLETED", view
-    assert simulator.config.poll_failures == []
+    assert script.poll_failures == []
 
 
 def test_upstream_that_keeps_failing_fails_the_job_after_the_attempt_budget(api, simulator, reconfigure):
-    simulator.config.create_failures = [503] * 10
+    prompt, script = scripted(simulator, "a fox that never starts", create_failures=[503] * 10)
     with reconfigure(IMAGEGEN_MAX_CREATE_ATTEMPTS="3"):
-        view = wait_for_job(api, submit(api))
+        view = wait_for_job(api, submit(api, prompt=prompt))
 
     assert view["status"] == "FAILED"
     assert "after 3 attempts" in view["error"] and "503" in view["error"]
     assert view["creditCost"] == 0
+    assert len(script.create_failures) == 7  # the job made exactly its 3 attempts
 
 
 def test_a_task_that_never_finishes_fails_at_the_deadline(api, simulator, reconfigure, job_events):
-    simulator.config.task_outcome = "never"
+    prompt, _ = scripted(simulator, "an endless fox", task_outcome="never")
     with reconfigure(IMAGEGEN_JOB_DEADLINE_SECONDS="2"):
-        job_id = submit(api)
+        job_id = submit(api, prompt=prompt)
         view = wait_for_job(api, job_id, timeout=20)
 
     assert view["status"] == "FAILED"

@@ -12,6 +12,7 @@ from tests.workflow.upstream import (
     created_for,
     images_of,
     input_image_url,
+    scripted,
     stored_job,
     stored_keys,
     unique_prompt,
@@ -99,10 +100,10 @@ def test_what_apiinone_cannot_render_is_refused_at_submission_without_an_upstrea
 
 
 def test_a_failed_task_fails_the_job_with_apiinones_reason(api, simulator):
-    simulator.config.task_outcome = "fail"
-    simulator.config.fail_reason = "content policy violation"
+    reason = "content policy violation"
+    prompt, _ = scripted(simulator, "a refused kite", task_outcome="fail", fail_reason=reason)
 
-    view = wait_for_job(api, submit(api, output_format="png", number_of_images=2))
+    view = wait_for_job(api, submit(api, prompt=prompt, output_format="png", number_of_images=2))
 
     assert view["status"] == "FAILED" and view["error"] == "apiin.one: content policy violation"
     assert view["creditCost"] == 0
@@ -117,19 +118,18 @@ def test_a_rejected_key_is_terminal_with_the_envelope_message(api, simulator):
 
 
 def test_transient_errors_on_create_and_poll_are_retried_until_completed(api, simulator):
-    simulator.config.create_failures = [503, 500]
-    simulator.config.poll_failures = [502, 500]
+    prompt, script = scripted(simulator, "a kite", create_failures=[503, 500], poll_failures=[502, 500])
 
-    view = wait_for_job(api, submit(api, output_format="png"))
+    view = wait_for_job(api, submit(api, prompt=prompt, output_format="png"))
 
     assert view["status"] == "COMPLETED", view
-    assert simulator.config.create_failures == [] and simulator.config.poll_failures == []
+    assert script.create_failures == [] and script.poll_failures == []
 
 
 def test_a_task_that_never_finishes_fails_at_the_deadline(api, simulator, reconfigure, job_events):
-    simulator.config.task_outcome = "never"
+    prompt, _ = scripted(simulator, "an endless kite", task_outcome="never")
     with reconfigure(IMAGEGEN_JOB_DEADLINE_SECONDS="2"):
-        job_id = submit(api, output_format="png")
+        job_id = submit(api, prompt=prompt, output_format="png")
         view = wait_for_job(api, job_id, timeout=20)
 
     assert view["status"] == "FAILED" and "deadline exceeded" in view["error"]

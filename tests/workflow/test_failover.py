@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from imagegen_local.simulator import HANG
 from tests.conftest import submit, wait_for_job
-from tests.workflow.upstream import created_for, images_of, stored_job, unique_prompt
+from tests.workflow.upstream import created_for, images_of, scripted, stored_job
 
 
 def apiframe_tasks(simulator, job_id: str) -> set[str]:
@@ -14,8 +14,7 @@ def apiframe_tasks(simulator, job_id: str) -> set[str]:
 
 
 def test_a_job_moves_to_the_next_provider_after_the_attempt_budget(api, simulator, reconfigure):
-    simulator.config.create_failures = [503] * 3
-    prompt = unique_prompt("a windmill")
+    prompt, script = scripted(simulator, "a windmill", create_failures=[503] * 3)
     with reconfigure(IMAGEGEN_PROVIDER_FAILOVER="apiinone", IMAGEGEN_MAX_CREATE_ATTEMPTS="3"):
         job_id = submit(api, prompt=prompt, output_format="png")
         view = wait_for_job(api, job_id)
@@ -28,12 +27,11 @@ def test_a_job_moves_to_the_next_provider_after_the_attempt_budget(api, simulato
     assert [c["task_id"] for c in created_for(simulator, "apiinone", prompt)] == [
         job.upstream_tasks[0].task_id
     ]
-    assert simulator.config.create_failures == []
+    assert script.create_failures == []
 
 
 def test_providers_that_cannot_serve_the_request_are_skipped(api, simulator, reconfigure):
-    simulator.config.create_failures = [503] * 2
-    prompt = unique_prompt("a webp harbour")
+    prompt, script = scripted(simulator, "a webp harbour", create_failures=[503] * 2)
     with reconfigure(IMAGEGEN_PROVIDER_FAILOVER="apiinone,openai", IMAGEGEN_MAX_CREATE_ATTEMPTS="2"):
         job_id = submit(api, prompt=prompt, output_format="webp")  # apiin.one renders PNG only
         view = wait_for_job(api, job_id)
@@ -42,22 +40,23 @@ def test_providers_that_cannot_serve_the_request_are_skipped(api, simulator, rec
     assert [i.format for i in images_of(view)] == ["WEBP"]
     assert stored_job(job_id).provider == "openai"
     assert created_for(simulator, "apiinone", prompt) == []
+    assert script.create_failures == []
 
 
 def test_every_provider_failing_fails_the_job_with_the_last_reason(api, simulator, reconfigure):
-    simulator.config.create_failures = [503] * 4
+    prompt, script = scripted(simulator, "a harbour nobody renders", create_failures=[503] * 4)
     with reconfigure(IMAGEGEN_PROVIDER_FAILOVER="apiinone", IMAGEGEN_MAX_CREATE_ATTEMPTS="2"):
-        job_id = submit(api, output_format="png")
+        job_id = submit(api, prompt=prompt, output_format="png")
         view = wait_for_job(api, job_id)
 
     assert view["status"] == "FAILED" and view["creditCost"] == 0
     assert view["error"].startswith("upstream kept failing after 2 attempts: apiin.one: HTTP 503")
     assert stored_job(job_id).provider == "apiinone"
+    assert script.create_failures == []  # 2 on apiframe, 2 on apiin.one: all this job's calls
 
 
 def test_a_terminal_error_never_fails_over(api, simulator, reconfigure):
-    simulator.config.create_failures = [400]
-    prompt = unique_prompt("a forbidden thing")
+    prompt, _ = scripted(simulator, "a forbidden thing", create_failures=[400])
     with reconfigure(IMAGEGEN_PROVIDER_FAILOVER="apiinone"):
         view = wait_for_job(api, submit(api, prompt=prompt, output_format="png"))
 
@@ -69,9 +68,8 @@ def test_a_job_that_may_have_a_task_upstream_never_fails_over(api, simulator, re
     # The first create is answered too late (read timeout) although apiframe made the task;
     # then 503s use up the budget. Moving on could pay for a second task elsewhere: the job
     # fails (refunded) instead.
-    simulator.config.create_failures = [HANG, 503, 503]
-    simulator.config.hang_seconds = 1.5
-    prompt = unique_prompt("an ambiguous request")
+    failures = [HANG, 503, 503]
+    prompt, script = scripted(simulator, "an ambiguous request", create_failures=failures, hang_seconds=1.5)
     with reconfigure(
         IMAGEGEN_PROVIDER_FAILOVER="apiinone",
         IMAGEGEN_MAX_CREATE_ATTEMPTS="3",
@@ -84,3 +82,4 @@ def test_a_job_that_may_have_a_task_upstream_never_fails_over(api, simulator, re
     assert created_for(simulator, "apiinone", prompt) == []
     assert len(apiframe_tasks(simulator, job_id)) == 1
     assert stored_job(job_id).provider is None  # it never left the primary
+    assert script.create_failures == []

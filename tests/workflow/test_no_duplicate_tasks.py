@@ -13,7 +13,7 @@ import pytest
 from imagegen.workflow import JobWorkflow
 from imagegen_local.simulator import HANG
 from tests.conftest import submit, wait_for_job
-from tests.workflow.upstream import created_for, stored_job, stored_keys, unique_prompt
+from tests.workflow.upstream import created_for, scripted, stored_job, stored_keys, unique_prompt
 
 
 class Crash(RuntimeError):
@@ -72,13 +72,13 @@ def test_apiframe_a_crash_between_create_and_record_reuses_the_task(api, simulat
 
 def test_apiframe_a_lost_create_answer_reuses_the_task(api, simulator, reconfigure):
     # apiframe creates the task but answers after our read timeout; the retry sends the same key.
-    simulator.config.create_failures = [HANG]
-    simulator.config.hang_seconds = 1.5
+    prompt, script = scripted(simulator, "a lost answer", create_failures=[HANG], hang_seconds=1.5)
     with reconfigure(IMAGEGEN_UPSTREAM_TIMEOUT_SECONDS="0.5"):
-        job_id = submit(api)
+        job_id = submit(api, prompt=prompt)
         view = wait_for_job(api, job_id)
 
     assert view["status"] == "COMPLETED", view
+    assert script.create_failures == []
     assert stored_job(job_id).create_attempts >= 1  # the lost answer counted as a failed attempt
     assert len(apiframe_tasks(simulator, job_id)) == 1
 

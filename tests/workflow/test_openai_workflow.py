@@ -16,6 +16,7 @@ from tests.workflow.upstream import (
     created_for,
     images_of,
     input_image_url,
+    scripted,
     stored_job,
     stored_keys,
     unique_prompt,
@@ -97,9 +98,12 @@ def test_an_edit_sends_the_input_as_multipart_with_input_fidelity(api, outputs, 
 
 
 def test_a_moderation_block_fails_at_once_with_openais_words(api, simulator):
-    simulator.config.task_outcome = "fail"
-    simulator.config.fail_reason = "Your request was rejected by the safety system."
-    prompt = unique_prompt("something forbidden")
+    prompt, _ = scripted(
+        simulator,
+        "something forbidden",
+        task_outcome="fail",
+        fail_reason="Your request was rejected by the safety system.",
+    )
 
     view = wait_for_job(api, submit(api, prompt=prompt))
 
@@ -109,19 +113,19 @@ def test_a_moderation_block_fails_at_once_with_openais_words(api, simulator):
 
 
 def test_transient_errors_are_retried_until_completed(api, simulator):
-    simulator.config.create_failures = [503, 500, 429]
+    prompt, script = scripted(simulator, "a fox after errors", create_failures=[503, 500, 429])
 
-    view = wait_for_job(api, submit(api))
+    view = wait_for_job(api, submit(api, prompt=prompt))
 
     assert view["status"] == "COMPLETED", view
-    assert simulator.config.create_failures == []
+    assert script.create_failures == []
 
 
 def test_a_render_that_hangs_times_out_and_fails_after_the_attempt_budget(api, simulator, reconfigure):
-    simulator.config.task_outcome = "never"
-    simulator.config.hang_seconds = 1.0  # the simulator's threads are back soon after the test
+    # hang_seconds: the simulator's threads are back soon after the test.
+    prompt, _ = scripted(simulator, "an endless render", task_outcome="never", hang_seconds=1.0)
     with reconfigure(IMAGEGEN_RENDER_TIMEOUT_SECONDS="0.3", IMAGEGEN_MAX_CREATE_ATTEMPTS="2"):
-        view = wait_for_job(api, submit(api), timeout=20)
+        view = wait_for_job(api, submit(api, prompt=prompt), timeout=20)
 
     assert view["status"] == "FAILED" and view["creditCost"] == 0
     assert view["error"] == "upstream kept failing after 2 attempts: openai: timed out (ReadTimeout)"

@@ -15,12 +15,20 @@ from imagegen.jobs import JobStore
 from imagegen.models import Job
 from imagegen.runtime import dynamodb_resource
 from imagegen_infra import blueprint as bp
+from imagegen_local.simulator import FaultScript
 
 
 def unique_prompt(words: str) -> str:
     """A prompt no other test uses, so the simulator's records of this job can be picked out
     (apiin.one and OpenAI take no idempotency key to match on)."""
     return f"{words} #{uuid.uuid4().hex[:8]}"
+
+
+def scripted(simulator: Any, words: str, **faults: Any) -> tuple[str, FaultScript]:
+    """A unique prompt, and upstream faults for the job that carries it and no other (the
+    simulator matches the prompt's marker in create calls and follows the task it made)."""
+    prompt = unique_prompt(words)
+    return prompt, simulator.script(prompt.rsplit(" ", 1)[1], **faults)
 
 
 def stored_job(job_id: str) -> Job:

@@ -1,14 +1,16 @@
-"""apiframe v2: async jobs under /v2, X-API-Key auth, Idempotency-Key support."""
+"""apiframe v2: async jobs under /v2, X-API-Key auth, Idempotency-Key support, webhooks."""
 
 from __future__ import annotations
 
 import threading
 import uuid
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from .faults import fail_reason
 from .render import SIZES_BY_ASPECT, RenderSpec
-from .tasks import Task
+from .tasks import Task, Webhook, iso
+from .webhooks import DEFAULT_EVENTS, EVENTS
 from .wire import ApiError, Request, Response, choice, int_in_range, route, text, url_list
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ class ApiframeProtocol:
     def create_job(self, request: Request) -> Response:
         body = request.json_object()
         spec, count, input_urls = _parse_generate(body)
+        webhook = _parse_webhook(body, api_key=self.credential(request) or "")
         idempotency_key = request.header("Idempotency-Key")
         scope = (self.credential(request) or "", idempotency_key or "")
         with self._idempotency_lock:
@@ -66,22 +69,27 @@ class ApiframeProtocol:
                 assert task is not None  # tasks are never removed
                 return Response.json(202, {"jobId": existing, "status": _STATUS_BY_PHASE[task.view().phase]})
             job_id = str(uuid.uuid4())
-            self._sim.tasks.add(
+            task = self._sim.tasks.add(
                 Task(
                     task_id=job_id,
                     protocol=self.name,
                     spec=spec,
                     count=count,
                     input_urls=input_urls,
-                    outcome=self._sim.faults.task_outcome(self._sim.config),
+                    outcome=self._sim.faults.task_outcome(self._sim.config, request.script),
                     duration=self._sim.faults.latency(self._sim.config),
-                    fail_reason=self._sim.config.fail_reason,
+                    fail_reason=fail_reason(self._sim.config, request.script),
                     credit_cost=CREDITS_PER_IMAGE[spec.quality] * count,
+                    idempotency_key=idempotency_key,
+                    script=request.script,
+                    webhook=webhook,
                 )
             )
             self._sim.record_created(self.name, job_id, body, idempotency_key)
             if idempotency_key:
                 self._idempotent_jobs[scope] = job_id
+        if webhook is not None:
+            self._sim.webhooks.watch(task)
         return Response.json(202, {"jobId": job_id, "status": "QUEUED"})
 
     def get_job(self, request: Request, job_id: str) -> Response:
@@ -100,9 +108,9 @@ class ApiframeProtocol:
                 "result": {"images": view.images} if view.images is not None else None,
                 "error": view.error,
                 "creditCost": 0 if failed else task.credit_cost,  # FAILED jobs are refunded
-                "webhookStatus": None,
-                "createdAt": _iso(task.created_at),
-                "completedAt": _iso(view.completed_at) if view.completed_at else None,
+                "webhookStatus": task.webhook_status,
+                "createdAt": iso(task.created_at),
+                "completedAt": iso(view.completed_at) if view.completed_at else None,
             },
         )
 
@@ -123,9 +131,6 @@ def _parse_generate(body: dict[str, Any]) -> tuple[RenderSpec, int, list[str]]:
     input_urls = url_list(params, "input_images")
     if background == "transparent" and output_format == "jpeg":
         raise ApiError(400, "transparent background requires png or webp output_format")
-    webhook_url = body.get("webhookUrl")
-    if webhook_url is not None and not isinstance(webhook_url, str):
-        raise ApiError(400, "webhookUrl must be a string")
     spec = RenderSpec(
         prompt=prompt,
         size=SIZES_BY_ASPECT[aspect_ratio],
@@ -136,5 +141,17 @@ def _parse_generate(body: dict[str, Any]) -> tuple[RenderSpec, int, list[str]]:
     return spec, count, input_urls
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _parse_webhook(body: dict[str, Any], api_key: str) -> Webhook | None:
+    url = body.get("webhookUrl")
+    events = body.get("webhookEvents")
+    if url is None:
+        if events is not None:
+            raise ApiError(400, "webhookEvents needs a webhookUrl", param="webhookEvents")
+        return None
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        raise ApiError(400, "webhookUrl must be an http(s) URL", param="webhookUrl")
+    if events is None:
+        return Webhook(url, DEFAULT_EVENTS, api_key)
+    if not isinstance(events, list) or not events or not all(e in EVENTS for e in events):
+        raise ApiError(400, f"webhookEvents must be a list of {', '.join(EVENTS)}", param="webhookEvents")
+    return Webhook(url, frozenset(events), api_key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from .faults import fail_reason
 from .render import SIZES_BY_ASPECT, RenderSpec
 from .tasks import Task
 from .wire import ApiError, Request, Response, choice, route, text, url_list
@@ -62,9 +63,11 @@ class ApiinOneProtocol:
                 spec=spec,
                 count=1,
                 input_urls=input_urls,
-                outcome=self._sim.faults.task_outcome(self._sim.config),
+                outcome=self._sim.faults.task_outcome(self._sim.config, request.script),
                 duration=self._sim.faults.latency(self._sim.config),
-                fail_reason=self._sim.config.fail_reason,
+                fail_reason=fail_reason(self._sim.config, request.script),
+                idempotency_key=request.header("Idempotency-Key"),
+                script=request.script,
             )
         )
         self._sim.record_created(self.name, task_id, body, request.header("Idempotency-Key"))

@@ -8,18 +8,24 @@ from typing import Literal
 
 TaskOutcome = Literal["fail", "never"]
 
-# A scripted failure code that means "answer normally, but only after hang_seconds".
-# Lets a test force a client read timeout deterministically instead of by probability.
+# Scripted failure codes besides HTTP statuses. HANG: answer normally, but only after
+# hang_seconds (a client read timeout, deterministically). MALFORMED: do the work, then answer
+# 200 with a body that is not what the protocol promises (cut JSON, an HTML page, a wrong shape).
+# BREAK (downloads): send the headers and half the file, then drop the connection.
 HANG = 0
+MALFORMED = -1
+BREAK = -2
 
+# Rates of API calls (create, status) answered with a fault; split from one roll, so their sum
+# is the share of faulty answers.
+API_RATE_FIELDS = ("error_rate", "rate_limit_rate", "timeout_rate", "malformed_rate")
 RATE_FIELDS = (
-    "error_rate",
-    "rate_limit_rate",
-    "timeout_rate",
+    *API_RATE_FIELDS,
     "task_failure_rate",
     "never_finish_rate",
+    "download_failure_rate",
 )
-_FAULT_ENV_KEYS = (*RATE_FIELDS, "hang_seconds")
+_FAULT_ENV_KEYS = (*RATE_FIELDS, "hang_seconds", "retry_after_seconds")
 
 
 @dataclass
@@ -30,15 +36,23 @@ class SimulatorConfig:
     api_key: str | None = None  # None: any non-empty key is accepted
     seed: int | None = None  # seeds the simulator's random.Random (faults, latency)
     error_rate: float = 0.0  # answer 500/502/503 to an API call
-    rate_limit_rate: float = 0.0  # answer 429 with Retry-After: 1
+    rate_limit_rate: float = 0.0  # answer 429 with Retry-After: retry_after_seconds
     timeout_rate: float = 0.0  # answer only after hang_seconds
+    malformed_rate: float = 0.0  # do the work, answer 200 with a malformed body
     task_failure_rate: float = 0.0  # task ends FAILED with fail_reason
     never_finish_rate: float = 0.0  # task stays in progress forever
+    download_failure_rate: float = 0.0  # a result file download breaks off midway
     hang_seconds: float = 30.0
+    retry_after_seconds: float = 1.0
+    # Global scripts: they hit whichever job calls next. Tests use UpstreamSimulator.script()
+    # instead, which scopes them to one job; these stay for chaos runs and the simulator's tests.
     create_failures: list[int] = field(default_factory=list)  # popped one per create call
     poll_failures: list[int] = field(default_factory=list)  # popped one per status call
+    download_failures: list[int] = field(default_factory=list)  # popped one per file download
     task_outcome: TaskOutcome | None = None  # forces the outcome of every new task
     fail_reason: str = "content policy violation"
+    # apiframe webhooks: how often a task's progress is looked at for "progress" events.
+    webhook_progress_interval: float = 0.5
 
     def __post_init__(self) -> None:
         self.latency = _checked_latency(tuple(self.latency))
@@ -50,6 +64,12 @@ class SimulatorConfig:
             raise ValueError(f"task_outcome must be 'fail', 'never' or None, got {self.task_outcome!r}")
         if self.hang_seconds < 0:
             raise ValueError("hang_seconds must not be negative")
+        if self.retry_after_seconds < 0:
+            raise ValueError("retry_after_seconds must not be negative")
+        if sum(getattr(self, name) for name in API_RATE_FIELDS) > 1.0:
+            raise ValueError(f"{' + '.join(API_RATE_FIELDS)} must not exceed 1")
+        if self.task_failure_rate + self.never_finish_rate > 1.0:
+            raise ValueError("task_failure_rate + never_finish_rate must not exceed 1")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> SimulatorConfig:
@@ -68,6 +88,31 @@ class SimulatorConfig:
         if seed := environ.get("IMAGEGEN_SIM_SEED", "").strip():
             overrides["seed"] = int(seed)
         return cls(**overrides)  # type: ignore[arg-type]
+
+
+@dataclass
+class FaultScript:
+    """Faults for one job only. A create call belongs to the script when `match` occurs in its
+    body (a marker in the prompt) or its Idempotency-Key (apiframe's derives from our job id);
+    status calls and file downloads belong to the script of the task they are about. The lists
+    are popped as they are used, so a test can check that every scripted fault was hit."""
+
+    match: str
+    create_failures: list[int] = field(default_factory=list)
+    poll_failures: list[int] = field(default_factory=list)
+    download_failures: list[int] = field(default_factory=list)
+    task_outcome: TaskOutcome | None = None
+    fail_reason: str | None = None
+    hang_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.match:
+            raise ValueError("a script needs a non-empty match, or it would apply to every job")
+        if self.task_outcome not in (None, "fail", "never"):
+            raise ValueError(f"task_outcome must be 'fail', 'never' or None, got {self.task_outcome!r}")
+
+    def applies_to(self, body: bytes, idempotency_key: str | None) -> bool:
+        return self.match.encode() in body or (idempotency_key is not None and self.match in idempotency_key)
 
 
 def parse_latency(text: str) -> tuple[float, float]:

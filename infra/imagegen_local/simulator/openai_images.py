@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from .faults import fail_reason
 from .multipart import MultipartError, parse_form
 from .render import InputImageError, RenderSpec, decode_image, render_image, size_for_source
+from .tasks import Task
 from .wire import ApiError, Request, Response, choice, int_in_range, route, text
 
 if TYPE_CHECKING:
@@ -91,18 +93,36 @@ class OpenAIImagesProtocol:
         source: Image.Image | None,
         record: dict[str, Any],
     ) -> Response:
-        sim, config = self._sim, self._sim.config
-        task_id = f"img_{uuid.uuid4().hex}"
-        sim.record_created(self.name, task_id, record, request.header("Idempotency-Key"))
-        outcome = sim.faults.task_outcome(config)
-        if not sim.wait(sim.faults.latency(config)):
+        sim, config, script = self._sim, self._sim.config, request.script
+        # A render is the unit of work here: recorded like an async provider's task, and
+        # finished (for the records) when its answer is ready.
+        task = sim.tasks.add(
+            Task(
+                task_id=f"img_{uuid.uuid4().hex}",
+                protocol=self.name,
+                spec=spec,
+                count=count,
+                input_urls=[],
+                outcome=sim.faults.task_outcome(config, script),
+                duration=sim.faults.latency(config),
+                fail_reason=fail_reason(config, script),
+                idempotency_key=request.header("Idempotency-Key"),
+                script=script,
+            ),
+            render=False,
+        )
+        sim.record_created(self.name, task.task_id, record, task.idempotency_key)
+        if not sim.wait(task.duration):
             raise ApiError(503, "Simulator is shutting down")
-        if outcome == "fail":
-            raise ApiError(400, config.fail_reason, code="moderation_blocked")
-        if outcome == "never":
-            sim.wait(config.hang_seconds)
+        if task.outcome == "fail":
+            task.error, task.finished = task.fail_reason, time.monotonic()
+            raise ApiError(400, task.fail_reason, code="moderation_blocked")
+        if task.outcome == "never":
+            hang = script.hang_seconds if script and script.hang_seconds is not None else None
+            sim.wait(config.hang_seconds if hang is None else hang)
             raise ApiError(504, "Image generation timed out")
         images = [render_image(spec, index, source) for index in range(count)]
+        task.images, task.finished = [], time.monotonic()  # inline: no file URLs
         return Response.json(200, _result_payload(spec, images, source is not None))
 
 

@@ -8,18 +8,26 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
+from .apiframe import MODEL as APIFRAME_MODEL
 from .apiframe import ApiframeProtocol
 from .apiinone import ApiinOneProtocol
-from .config import SimulatorConfig
-from .faults import ApiFault, FaultInjector
+from .config import FaultScript, SimulatorConfig, TaskOutcome
+from .faults import ApiFault, CallKind, FaultInjector
 from .openai_images import OpenAIImagesProtocol
-from .tasks import FileStore, TaskStore
+from .tasks import FileStore, Task, TaskRecord, TaskStore
+from .webhooks import WebhookSender
 from .wire import ApiError, Request, Response, Route
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # 16 input images for an OpenAI edit fit comfortably
 CHUNK_SIZE = 64 * 1024
+RECORDS_PATH = "/_simulator/tasks"  # what the simulator created, for benchmarks and chaos runs
+
+# What a broken proxy or a half-deployed upstream answers with a 200: JSON cut off midway, an
+# HTML page, and JSON of the wrong shape. The first is built from the real answer.
+_HTML_PAGE = b"<html><head><title>Service</title></head><body>Please try again later.</body></html>"
+_MALFORMED_KINDS = 3
 
 
 class UpstreamProtocol(Protocol):
@@ -41,6 +49,8 @@ class UpstreamSimulator:
         self.faults = FaultInjector(self.config.seed)
         self.files = FileStore()
         self.tasks = TaskStore(self.files, self.file_url)
+        self.scripts: list[FaultScript] = []
+        self._webhooks: WebhookSender | None = None
         self._address = (host, port)
         self._protocols: list[UpstreamProtocol] = [
             ApiframeProtocol(self),
@@ -65,6 +75,7 @@ class UpstreamSimulator:
             daemon=True,
         )
         self._thread.start()
+        self._webhooks = WebhookSender(APIFRAME_MODEL, lambda: self.config.webhook_progress_interval)
         log.info("upstream simulator listening on %s", self.base_url)
         return self
 
@@ -76,6 +87,8 @@ class UpstreamSimulator:
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._webhooks is not None:
+            self._webhooks.stop()
         self.tasks.shutdown()
 
     def __enter__(self) -> UpstreamSimulator:
@@ -94,6 +107,52 @@ class UpstreamSimulator:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{port}"
+
+    # -- scripted faults, records -----------------------------------------------------------
+
+    def script(
+        self,
+        match: str,
+        *,
+        create_failures: list[int] | None = None,
+        poll_failures: list[int] | None = None,
+        download_failures: list[int] | None = None,
+        task_outcome: TaskOutcome | None = None,
+        fail_reason: str | None = None,
+        hang_seconds: float | None = None,
+    ) -> FaultScript:
+        """Script faults for the one job whose prompt (or Idempotency-Key) contains `match`;
+        see FaultScript. Returns the live script: its lists empty as the faults are used."""
+        script = FaultScript(
+            match=match,
+            create_failures=list(create_failures or []),
+            poll_failures=list(poll_failures or []),
+            download_failures=list(download_failures or []),
+            task_outcome=task_outcome,
+            fail_reason=fail_reason,
+            hang_seconds=hang_seconds,
+        )
+        with self._record_lock:
+            self.scripts.append(script)
+        return script
+
+    def clear_scripts(self) -> None:
+        with self._record_lock:
+            self.scripts.clear()
+
+    def remove_scripts(self, scripts: list[FaultScript]) -> None:
+        with self._record_lock:
+            self.scripts = [s for s in self.scripts if not any(s is gone for gone in scripts)]
+
+    def task_records(self) -> list[TaskRecord]:
+        """Every task created so far, in creation order, with when it finished."""
+        return [task.record() for task in self.tasks.all()]
+
+    @property
+    def webhooks(self) -> WebhookSender:
+        if self._webhooks is None:
+            raise RuntimeError("simulator not started")
+        return self._webhooks
 
     # -- helpers for the protocol modules --------------------------------------------------
 
@@ -119,6 +178,8 @@ class UpstreamSimulator:
     def handle(self, request: Request) -> Response:
         if request.path.startswith("/files/"):
             return self._serve_file(request)
+        if request.path == RECORDS_PATH:
+            return Response.json(200, {"tasks": [record.as_json() for record in self.task_records()]})
         for protocol in self._protocols:
             for route in protocol.routes:
                 match = route.pattern.fullmatch(request.path)
@@ -136,12 +197,16 @@ class UpstreamSimulator:
         fault: ApiFault | None = None
         try:
             self._authenticate(protocol, request)
-            fault = self.faults.api_fault(self.config, route.kind)
+            request.script = self._script_for(route.kind, request, params)
+            fault = self.faults.api_fault(self.config, route.kind, request.script)
             if fault is not None and fault.status is not None:
-                raise ApiError.injected(fault.status)
+                raise ApiError.injected(fault.status, self.config.retry_after_seconds)
             response = route.handler(request, **params)
         except ApiError as error:
             response = protocol.error_response(error)
+        if fault is not None and fault.malformed and response.status < 300:
+            # The work is done (a create made its task), only the answer is garbled.
+            response = self._malformed(response)
         if fault is not None and fault.hang_seconds:
             # Hang after the work is done: a create that "times out" has still created its
             # task, which is exactly the case where client retries duplicate work.
@@ -155,13 +220,45 @@ class UpstreamSimulator:
         if self.config.api_key is not None and key != self.config.api_key:
             raise protocol.auth_error(missing=False)
 
+    def _script_for(self, kind: CallKind, request: Request, params: dict[str, str]) -> FaultScript | None:
+        """The script of the job a call is about: by the create call's body or Idempotency-Key,
+        by the task a status call asks about."""
+        if kind == "create":
+            with self._record_lock:
+                scripts = list(self.scripts)
+            key = request.header("Idempotency-Key")
+            return next((s for s in scripts if s.applies_to(request.body, key)), None)
+        task = self.tasks.find(next(iter(params.values()), ""))
+        return task.script if task is not None else None
+
+    def _malformed(self, response: Response) -> Response:
+        kind = self.faults.pick(_MALFORMED_KINDS)
+        if kind == 0:
+            return Response(200, response.body[: max(1, len(response.body) // 2)], response.content_type)
+        if kind == 1:
+            return Response(200, _HTML_PAGE, "text/html; charset=utf-8")
+        return Response(200, b'{"ok": true}')
+
     def _serve_file(self, request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
             return _not_found("files are read-only")
-        stored = self.files.get(unquote(request.path.removeprefix("/files/")))
+        name = unquote(request.path.removeprefix("/files/"))
+        stored = self.files.get(name)
         if stored is None:
             return _not_found("no such file")
-        return Response(200, stored.data, stored.content_type)
+        task = self._task_of_file(name)
+        fault = self.faults.api_fault(self.config, "download", task.script if task else None)
+        if fault is not None and fault.status is not None:
+            message = f"Simulated CDN failure ({fault.status})"
+            return Response.json(fault.status, {"error": {"message": message}})
+        if fault is not None and fault.hang_seconds:
+            self.wait(fault.hang_seconds)
+        cut_after = len(stored.data) // 2 if fault is not None and fault.broken else None
+        return Response(200, stored.data, stored.content_type, cut_after=cut_after)
+
+    def _task_of_file(self, name: str) -> Task | None:
+        # Files are named {task_id}-{n}.{ext} (tasks.py).
+        return self.tasks.find(name.rsplit("-", 1)[0])
 
     def record_request(self, method: str, path: str, status: int) -> None:
         with self._record_lock:
@@ -247,9 +344,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if self.command != "HEAD":
                 # Chunked writes: large images stream instead of one giant send.
-                view = memoryview(response.body)
+                view = memoryview(response.body)[: response.cut_after]
                 for offset in range(0, len(view), CHUNK_SIZE):
                     self.wfile.write(view[offset : offset + CHUNK_SIZE])
+                if response.cut_after is not None:
+                    self.wfile.flush()
+                    self.close_connection = True  # the rest never comes: the client sees a short body
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # client gave up (e.g. its read timeout fired)
 

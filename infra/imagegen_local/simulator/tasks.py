@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from .config import FaultScript
 from .faults import Outcome
 from .render import CONTENT_TYPES, InputImageError, RenderSpec, fetch_input_image, render_image
 
@@ -63,6 +64,50 @@ class TaskView:
     completed_at: datetime | None
 
 
+@dataclass(frozen=True)
+class Webhook:
+    """Where and what apiframe reports about a task (webhookUrl, webhookEvents), and the API
+    key of the account that created it (the signing secret derives from it)."""
+
+    url: str
+    events: frozenset[str]
+    api_key: str
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """What the simulator created, as a benchmark or a chaos run reads it: one per upstream
+    task (one per OpenAI render). `finished_at` is when the task became terminal (when its
+    result became visible to a status call), None while it runs or if it never finishes."""
+
+    protocol: str
+    task_id: str
+    idempotency_key: str | None
+    prompt: str
+    count: int
+    outcome: Outcome
+    status: Phase
+    created_at: datetime
+    finished_at: datetime | None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "protocol": self.protocol,
+            "taskId": self.task_id,
+            "idempotencyKey": self.idempotency_key,
+            "prompt": self.prompt,
+            "count": self.count,
+            "outcome": self.outcome,
+            "status": self.status,
+            "createdAt": iso(self.created_at),
+            "finishedAt": iso(self.finished_at) if self.finished_at else None,
+        }
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 @dataclass
 class Task:
     task_id: str
@@ -74,12 +119,30 @@ class Task:
     duration: float
     fail_reason: str
     credit_cost: int = 0
+    idempotency_key: str | None = None
+    script: FaultScript | None = None  # the job's scripted faults: its polls and files get them too
+    webhook: Webhook | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     started: float = field(default_factory=time.monotonic)
     # Set once by the render worker; until then the task cannot be terminal.
     finished: float | None = None
     images: list[str] | None = None
     error: str | None = None
+    webhook_status: str | None = None  # apiframe's webhookStatus: "sent" once delivered
+
+    def record(self) -> TaskRecord:
+        view = self.view()
+        return TaskRecord(
+            protocol=self.protocol,
+            task_id=self.task_id,
+            idempotency_key=self.idempotency_key,
+            prompt=self.spec.prompt,
+            count=self.count,
+            outcome=self.outcome,
+            status=view.phase,
+            created_at=self.created_at,
+            finished_at=view.completed_at,
+        )
 
     def view(self, now: float | None = None) -> TaskView:
         elapsed = (time.monotonic() if now is None else now) - self.started
@@ -108,9 +171,13 @@ class TaskStore:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sim-render")
 
-    def add(self, task: Task) -> Task:
+    def add(self, task: Task, render: bool = True) -> Task:
+        """Store `task` and, unless the caller renders it itself (OpenAI answers with the
+        images, so its handler renders), start its render."""
         with self._lock:
             self._tasks[task.task_id] = task
+        if not render:
+            return task
         if task.outcome == "fail":
             task.error, task.finished = task.fail_reason, task.started
         elif task.outcome == "succeed":
@@ -118,9 +185,16 @@ class TaskStore:
         return task  # "never": no render, finished stays None forever
 
     def get(self, protocol: str, task_id: str) -> Task | None:
-        with self._lock:
-            task = self._tasks.get(task_id)
+        task = self.find(task_id)
         return task if task is not None and task.protocol == protocol else None
+
+    def find(self, task_id: str) -> Task | None:
+        with self._lock:
+            return self._tasks.get(task_id)
+
+    def all(self) -> list[Task]:
+        with self._lock:
+            return list(self._tasks.values())  # dicts keep insertion order: creation order
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from .config import FaultScript
+
 
 class ApiError(Exception):
     """An error answer; each protocol renders it in its own JSON shape."""
@@ -30,10 +32,12 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
     @classmethod
-    def injected(cls, status: int) -> ApiError:
-        """The error a fault knob asks for; 429 always tells the client when to retry."""
+    def injected(cls, status: int, retry_after_seconds: float = 1.0) -> ApiError:
+        """The error a fault knob asks for; 429 always tells the client when to retry
+        (delay-seconds: RFC 9110 allows whole seconds only)."""
         if status == 429:
-            return cls(429, "Rate limit exceeded, retry later", headers={"Retry-After": "1"})
+            retry_after = str(max(0, round(retry_after_seconds)))
+            return cls(429, "Rate limit exceeded, retry later", headers={"Retry-After": retry_after})
         return cls(status, f"Simulated upstream failure ({status})")
 
 
@@ -43,6 +47,7 @@ class Request:
     path: str  # without the query string
     headers: Mapping[str, str]  # names lower-cased
     body: bytes = b""
+    script: FaultScript | None = None  # the job's own faults, when a test scripted some
 
     def header(self, name: str) -> str | None:
         value = self.headers.get(name.lower())
@@ -70,6 +75,9 @@ class Response:
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    # Send only this many bytes of the body (Content-Length still announces all of it), then
+    # drop the connection: a download that breaks off midway.
+    cut_after: int | None = None
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
