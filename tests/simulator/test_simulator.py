@@ -21,6 +21,7 @@ from PIL import Image
 
 from imagegen_local.simulator import HANG, SimulatorConfig, UpstreamSimulator
 from imagegen_local.simulator.render import RenderSpec, render_image
+from tests.images import image_bytes
 
 FAST = (0.01, 0.05)
 APIFRAME_KEY = {"X-API-Key": "afk_test"}
@@ -44,9 +45,7 @@ def client(sim: UpstreamSimulator) -> Iterator[httpx.Client]:
 
 
 def _png(size: tuple[int, int], color: tuple[int, int, int]) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, "PNG")
-    return buffer.getvalue()
+    return image_bytes("png", size, color)
 
 
 class _RedImageHandler(BaseHTTPRequestHandler):

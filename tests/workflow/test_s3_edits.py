@@ -4,7 +4,6 @@ topic's filtered subscription to the result writer, and the files a pipeline wai
 
 from __future__ import annotations
 
-import io
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,15 +16,14 @@ from imagegen.edits.keys import error_key
 from imagegen_infra import blueprint as bp
 from imagegen_local.edits_client import save_results, upload_edit, upload_manifest, wait_for_result
 from tests.conftest import submit, wait_for_job
+from tests.images import image_bytes
 
 RED = (230, 10, 10)
 BLUE = (10, 10, 230)
 
 
 def image(color: tuple[int, int, int], size: tuple[int, int] = (600, 400), fmt: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, fmt)
-    return buffer.getvalue()
+    return image_bytes(fmt, size, color)
 
 
 def unique(label: str) -> str:

@@ -16,6 +16,7 @@ from imagegen.models import Job
 from imagegen.runtime import dynamodb_resource
 from imagegen_infra import blueprint as bp
 from imagegen_local.simulator import FaultScript
+from tests.images import image_bytes
 
 
 def unique_prompt(words: str) -> str:
@@ -57,11 +58,10 @@ def stored_keys(outputs: dict[str, str], job_id: str) -> list[str]:
 
 def input_image_url(outputs: dict[str, str], size: tuple[int, int] = (64, 96)) -> str:
     """A PNG in S3 behind a presigned URL: how an edit's input arrives (S3 uploads do the same)."""
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (20, 120, 220)).save(buffer, "PNG")
     key = f"test-inputs/{uuid.uuid4().hex}.png"
     s3 = boto3.client("s3")
-    s3.put_object(Bucket=outputs["ResultsBucket"], Key=key, Body=buffer.getvalue(), ContentType="image/png")
+    body = image_bytes("png", size, (20, 120, 220))
+    s3.put_object(Bucket=outputs["ResultsBucket"], Key=key, Body=body, ContentType="image/png")
     return str(
         s3.generate_presigned_url(
             "get_object", Params={"Bucket": outputs["ResultsBucket"], "Key": key}, ExpiresIn=600
