@@ -24,7 +24,7 @@ from PIL import Image
 from imagegen.uploads import UploadsNotConfigured, edit_job_id, error_key, result_key
 from imagegen_infra import blueprint as bp
 from imagegen_local.lambda_runtime import FakeLambdaContext
-from tests.conftest import environment, load_event, wait_for_job
+from tests.support import environment, load_event, wait_for_job
 
 LOCAL_OWNER = "local-user"
 

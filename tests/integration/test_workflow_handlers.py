@@ -14,7 +14,7 @@ from imagegen.settings import Settings
 from imagegen.submission import new_job
 from imagegen_infra import blueprint as bp
 from imagegen_local.lambda_runtime import FakeLambdaContext
-from tests.conftest import load_event
+from tests.support import load_event
 
 
 def store() -> JobStore:

@@ -30,7 +30,7 @@ from imagegen.uploads import (
     sniff_image,
     validated_request,
 )
-from tests.conftest import EVENTS
+from tests.support import EVENTS
 
 S3_SAMPLES = sorted((EVENTS / "s3").glob("*.json"))
 
