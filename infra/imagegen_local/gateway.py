@@ -192,10 +192,13 @@ class LocalApiGateway:
                     self.close_connection = True
                     return
                 if len(self.raw_requestline) > MAX_REQUEST_LINE_BYTES:
-                    self.command, self.request_version = "", self.protocol_version
+                    self.requestline, self.command, self.request_version = "", "", self.protocol_version
                     self.send_error(414, f"the request line is over {MAX_REQUEST_LINE_BYTES} bytes")
                     return
                 if not self.parse_request():  # it answered, through send_error
+                    return
+                if self.request_version == "HTTP/0.9":  # a request line without a version
+                    self.send_error(400, "the request line has no HTTP version")
                     return
                 try:
                     self._serve()
