@@ -97,6 +97,13 @@ class FakeLambdaContext:
         return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
 
 
+# One loader at a time, process-wide. Importing the ordinary copies of a package's submodules
+# from several threads at once, in different orders, makes the import system see a circular
+# import where there is none and hand out a partially initialised module (ImportError "cannot
+# import name ... from partially initialized module"): cold starts load one after the other.
+_LOADING = threading.RLock()
+
+
 class PrivateModules:
     """A private copy of some top-level packages, loaded beside (not into) sys.modules.
 
@@ -111,10 +118,11 @@ class PrivateModules:
         self.packages = packages
         self.modules: dict[str, ModuleType] = {}
         self._builtins = {**builtins.__dict__, "__import__": self._import}
-        self._lock = threading.RLock()
 
     def load(self, name: str) -> ModuleType:
-        with self._lock:
+        if name in self.modules:  # loaded (or loading, in this thread: a circular import)
+            return self.modules[name]
+        with _LOADING:
             if name in self.modules:
                 return self.modules[name]
             if name not in sys.modules:
