@@ -21,9 +21,14 @@ itself forever. A pool skips the busy environment and makes another, as Lambda d
 A change of configuration (UpdateFunctionConfiguration: environment, handler, memory, timeout,
 runtime) retires the function's environments, as a Lambda deployment does: invocations that
 start afterwards run in new ones. Up to MAX_IDLE_ENVIRONMENTS idle ones per function are kept
-warm; each costs about 2 MB.
+warm. Measured: a cold start of the API function loads 119 modules in about 60 ms on an idle
+core, and an environment holds about 2 MB; cold starts run one at a time (see _LOADING).
+Retired environments are freed, except the few that typing's bounded caches still reference.
 
-What an environment isolates (tests/local/test_lambda_runtime.py measures each point):
+What an environment isolates (tests/local/test_lambda_runtime.py and test_api_concurrency.py
+measure each point; before environments, 8 concurrent invocations of one function ran up to 8
+at once in one module copy, and 52 of 100 alternating submissions from two keys stored the
+other request's prompt; now 1 and 0):
 - its own copy of the handler's package (`api`, `workflow` or `s3_edit`) and of
   `aws_lambda_powertools`, loaded by a private importer (`PrivateModules`). Module-level state
   of those belongs to one environment and so to one invocation at a time: the resolver and the
