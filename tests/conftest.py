@@ -1,8 +1,10 @@
-"""Shared fixtures. One local stack (moto server + simulator + local API) serves the whole
-session: integration, workflow and end-to-end tests all run against the same real parts.
+"""Shared fixtures (helpers tests import live in tests/support.py). One local stack (moto
+server + simulator + local API) serves the whole session: integration, workflow and end-to-end
+tests all run against the same real parts.
 
-Seams, as Powertools documents them: settings and clients are cached per cold start, so
-`reconfigure` clears those caches whenever a test changes the functions' environment.
+Seams: a test changes the functions' configuration with `reconfigure` (support.environment),
+as a deploy would; settings and clients are cached per distinct configuration, so nothing
+needs clearing and executions of earlier tests cannot put stale settings back.
 """
 
 from __future__ import annotations
@@ -13,21 +15,19 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
 import pytest
 
+from imagegen_infra import blueprint as bp
+from tests.support import environment, function_environment
+
 # Powertools reads these when a handler module is imported, which in Lambda happens after the
 # environment is set; here a test may import a handler before the local stack starts.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "imagegen")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "imagegen")
-
-REPO = Path(__file__).resolve().parents[1]
-EVENTS = REPO / "events"
 
 # Fast schedule for tests: zero waits between polls, small backoff. Waits are data-driven, so
 # this changes only the numbers the steps compute, not the definition that runs.
@@ -39,10 +39,6 @@ FAST_ENV = {
 }
 
 
-def load_event(relative: str) -> dict[str, Any]:
-    return json.loads((EVENTS / relative).read_text())
-
-
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Any]:
     from imagegen_local.stack import LocalStack, LocalStackConfig
@@ -50,6 +46,9 @@ def stack() -> Iterator[Any]:
     config = LocalStackConfig(port=0, sim_latency="0.05,0.2", settings_env=dict(FAST_ENV))
     local = LocalStack(config)
     local.start()
+    # Tests also call handlers directly, in this process: there, as in Lambda, the process
+    # environment is the function's. Set once; `reconfigure` never changes it.
+    os.environ.update(function_environment(bp.API_FUNCTION.name))
     yield local
     local.stop()
 
@@ -77,52 +76,9 @@ def simulator(stack: Any) -> Iterator[Any]:
         setattr(config, name, value)
 
 
-@contextmanager
-def environment(**values: str) -> Iterator[None]:
-    """Change the functions' environment for one test (in-process functions share os.environ)."""
-    from imagegen.runtime import reset
-
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    reset()
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        reset()
-
-
 @pytest.fixture
 def reconfigure() -> Any:
     return environment
-
-
-TERMINAL = ("COMPLETED", "FAILED")
-
-
-def wait_for_job(api: httpx.Client, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
-    """Poll our API until the job is terminal; returns the last view."""
-    deadline = time.monotonic() + timeout
-    while True:
-        view = api.get(f"/v2/jobs/{job_id}").json()
-        if view.get("status") in TERMINAL or time.monotonic() > deadline:
-            return view
-        time.sleep(0.1)
-
-
-def submit(api: httpx.Client, **params: Any) -> str:
-    body = {
-        "prompt": params.pop("prompt", "a lighthouse at dawn"),
-        "model": "gpt-image-1.5",
-        "gptImageParams": params,
-    }
-    response = api.post("/v2/images/generate", json=body)
-    assert response.status_code == 202, response.text
-    return str(response.json()["jobId"])
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """Wiring: the one place that builds boto3 and HTTP clients and hands them to the domain.
 
 Everything is built from Settings on first use, not at import, so a handler pays only for what
-its path touches and tests can clear the cache between cases (`services.cache_clear()`). Every
+its path touches and tests can clear the cache between cases (`reset()`). Every
 AWS client gets the bounded AWS_CALLS configuration; no domain class builds its own.
 """
 
@@ -21,7 +21,7 @@ from imagegen.jobs import JobStore
 from imagegen.keys import KeyStore
 from imagegen.providers import provider_for
 from imagegen.providers.base import Provider, ProviderConfig
-from imagegen.settings import Settings, current_settings
+from imagegen.settings import Settings, environment_key, settings_for
 from imagegen.storage import DOWNLOAD_TIMEOUT, ResultStore
 from imagegen.submission import WorkflowStarter
 
@@ -115,12 +115,18 @@ class Services:
         return cached
 
 
-@lru_cache(maxsize=1)
 def services() -> Services:
-    return Services(current_settings())
+    """The services of the function being invoked, built once per distinct environment (once
+    per cold start in Lambda; see imagegen.settings.FUNCTION_ENVIRONMENT)."""
+    return _services_for(environment_key())
+
+
+@lru_cache(maxsize=32)
+def _services_for(variables: tuple[tuple[str, str], ...]) -> Services:
+    return Services(settings_for(variables))
 
 
 def reset() -> None:
-    """Forget cached settings and clients (tests, and the local stack after reconfiguring)."""
-    services.cache_clear()
-    current_settings.cache_clear()
+    """Forget cached settings and clients (tests)."""
+    _services_for.cache_clear()
+    settings_for.cache_clear()

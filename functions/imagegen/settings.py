@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
@@ -153,7 +154,28 @@ def _json_setting(name: str, value: str) -> Any:
         raise RuntimeError(f"invalid imagegen configuration: {name} is not valid JSON: {exc}") from exc
 
 
-@lru_cache(maxsize=1)
+# The environment variables of the function being invoked, where one process runs several
+# functions: the local stack's runtime sets it, per invocation, to the function's configuration
+# (Environment.Variables), as Lambda hands each function its own. Unset in Lambda, where the
+# process environment is the function's.
+FUNCTION_ENVIRONMENT: ContextVar[Mapping[str, str] | None] = ContextVar(
+    "imagegen_function_environment", default=None
+)
+
+
+def environment_key() -> tuple[tuple[str, str], ...]:
+    """The IMAGEGEN_* variables of the function being invoked: all its settings depend on."""
+    environment = FUNCTION_ENVIRONMENT.get()
+    source = os.environ if environment is None else environment
+    return tuple(sorted((k, v) for k, v in source.items() if k.startswith(ENV_PREFIX)))
+
+
+@lru_cache(maxsize=32)
+def settings_for(variables: tuple[tuple[str, str], ...]) -> Settings:
+    return Settings.from_environ(dict(variables))
+
+
 def current_settings() -> Settings:
-    """Settings of this Lambda environment, validated once per cold start (cleared by tests)."""
-    return Settings.from_environ()
+    """Settings of the function being invoked, validated once per distinct environment: once per
+    cold start in Lambda (cleared by tests through imagegen.runtime.reset)."""
+    return settings_for(environment_key())

@@ -1,7 +1,9 @@
 """`make local`: run the whole service on loopback in the foreground until SIGINT/SIGTERM.
 
 Once ready it writes local-stack.json at the repository root (the CDK stack's output keys)
-and prints the outputs; on a signal it shuts everything down and removes the file.
+and prints the outputs; on a signal it shuts everything down and removes the file. When the
+API port is taken (another `make local`), it says so in one line, exits with status 1 and
+leaves the running stack's file alone.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from imagegen_local.stack import OUTPUTS_FILE, LocalStack, LocalStackConfig
+from imagegen_local.stack import OUTPUTS_FILE, LocalStack, LocalStackConfig, PortInUse
 
 
 def main() -> int:
@@ -33,8 +35,13 @@ def main() -> int:
 
     # IMAGEGEN_LOCAL_OUTPUTS lets a second stack (the end-to-end tests) run beside `make local`.
     outputs_file = Path(os.environ.get("IMAGEGEN_LOCAL_OUTPUTS") or OUTPUTS_FILE)
-    outputs_file.unlink(missing_ok=True)  # never leave a stale file that looks ready
     stack = LocalStack(LocalStackConfig.from_env())
+    try:
+        stack.reserve_port()
+    except PortInUse as exc:  # the running stack's outputs file is its own: leave it alone
+        print(f"imagegen local stack: {exc}", file=sys.stderr, flush=True)
+        return 1
+    outputs_file.unlink(missing_ok=True)  # never leave a stale file that looks ready
     try:
         outputs = stack.start()
         stack.write_outputs(outputs_file)

@@ -9,13 +9,13 @@ base URL is configured.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
 import os
 import secrets
 import socket
-import threading
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,8 +26,9 @@ import boto3
 
 from imagegen_infra import blueprint as bp
 from imagegen_infra.workflow_definition import definition_json, render
+from imagegen_local import moto_patches
 from imagegen_local.gateway import LocalApiGateway
-from imagegen_local.lambda_runtime import InProcessLambdaRuntime, load_handler
+from imagegen_local.lambda_runtime import FunctionConfig, InProcessLambdaRuntime
 
 log = logging.getLogger("imagegen.local")
 
@@ -36,6 +37,10 @@ OUTPUTS_FILE = REPO_ROOT / "local-stack.json"
 LOCAL_OWNER = "local-user"
 REGION = bp.LOCAL_REGION
 ACCOUNT = bp.LOCAL_ACCOUNT
+
+
+class PortInUse(RuntimeError):
+    """The API port is taken, most likely by another local stack."""
 
 
 def free_port() -> int:
@@ -85,62 +90,6 @@ class LocalStackConfig:
         )
 
 
-def _share_executions_on_deepcopy() -> None:
-    """Work around a moto 5.2 bug: StartExecution deep-copies the state machine, every earlier
-    execution included. A running execution's worker holds locks that cannot be copied (so the
-    second execution failed), and copying all earlier executions makes each start cost about
-    twice the one before (25 s and gigabytes of memory by the 18th). The clone needs neither:
-    earlier executions (and their workers) are shared, not copied."""
-    from moto.stepfunctions.parser.backend.execution import Execution
-    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
-
-    Execution.__deepcopy__ = lambda self, memo: self  # type: ignore[attr-defined]
-    ExecutionWorker.__deepcopy__ = lambda self, memo: self  # type: ignore[attr-defined]
-
-
-def _notify_once_s3_writes_complete() -> None:
-    """Work around moto 5.2: S3 sends ObjectCreated notifications from inside the backend's
-    put_object, before the response layer has set the object's metadata (and ACL, tags), so a
-    notified function's HeadObject saw no x-amz-meta-prompt. Real S3 notifies once the object
-    is complete: hold the notifications of an S3 write request until it returns, then send them
-    (still synchronously, so a test's PutObject returns after the s3-edit function ran)."""
-    from moto.s3 import notifications
-    from moto.s3.responses import S3Response
-
-    if getattr(notifications, "_imagegen_deferred", False):
-        return
-    send_event = notifications.send_event
-    state = threading.local()
-
-    def held_send_event(*args: Any, **kwargs: Any) -> None:
-        pending = getattr(state, "pending", None)
-        if pending is None:
-            send_event(*args, **kwargs)
-        else:
-            pending.append((args, kwargs))
-
-    def holding(method: Any) -> Any:
-        def write_then_notify(self: Any, *args: Any, **kwargs: Any) -> Any:
-            if getattr(state, "pending", None) is not None:  # nested: the outer call sends
-                return method(self, *args, **kwargs)
-            state.pending = []
-            try:
-                result = method(self, *args, **kwargs)
-            finally:
-                pending, state.pending = state.pending, None
-            for event_args, event_kwargs in pending:
-                send_event(*event_args, **event_kwargs)
-            return result
-
-        return write_then_notify
-
-    notifications.send_event = held_send_event
-    # PutObject, CopyObject, browser POST uploads, CompleteMultipartUpload.
-    for name in ("put_object", "copy_object", "_bucket_response_post", "_key_response_post"):
-        setattr(S3Response, name, holding(getattr(S3Response, name)))
-    notifications._imagegen_deferred = True  # type: ignore[attr-defined]
-
-
 def _create_private_bucket(s3: Any, purpose: str) -> str:
     """A bucket of the blueprint with every public access blocked, as the CDK stack has it."""
     bucket = bp.bucket_name(purpose, ACCOUNT, REGION)
@@ -179,13 +128,29 @@ class LocalStack:
         self._gateway: LocalApiGateway | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
+    def reserve_port(self) -> None:
+        """Bind the API port first: a busy port fails before anything else starts (or is
+        cleaned up), with PortInUse."""
+        if self._gateway is not None:
+            return
+        try:
+            self._gateway = LocalApiGateway(
+                self._invoke_api, port=self.config.port, cors_allow_origins=self._cors_allow_origins()
+            )
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise PortInUse(
+                f"port {self.config.port} is already in use (another `make local`?); "
+                "stop it or pick another port with IMAGEGEN_LOCAL_PORT"
+            ) from None
+
     def start(self) -> dict[str, str]:
+        self.reserve_port()
+        assert self._gateway is not None
         self._start_moto()
         self._start_simulator()
         self._create_resources()
-        self._gateway = LocalApiGateway(
-            load_handler(bp.API_FUNCTION.handler), bp.API_FUNCTION.name, port=self.config.port
-        )
         self._gateway.start()
         self.outputs["ApiUrl"] = self._gateway.url
         return self.outputs
@@ -197,7 +162,19 @@ class LocalStack:
             self.simulator.stop()
         if self._moto:
             self._moto.stop()
-        self.runtime.uninstall()
+        moto_patches.uninstall()
+
+    def _invoke_api(self, event: dict[str, Any]) -> dict[str, Any]:
+        """API Gateway's Lambda proxy integration: the API function, as moto has it configured,
+        in the runtime's execution environments."""
+        from moto.awslambda.models import lambda_backends
+
+        function = lambda_backends[ACCOUNT][REGION].get_function(bp.API_FUNCTION.name)
+        return dict(self.runtime.call(FunctionConfig.of(function), event))
+
+    def _cors_allow_origins(self) -> list[str]:
+        value = self.config.settings_env.get("IMAGEGEN_CORS_ALLOW_ORIGINS", "")
+        return [origin.strip() for origin in value.split(",") if origin.strip()]
 
     def __enter__(self) -> LocalStack:
         self.start()
@@ -230,10 +207,8 @@ class LocalStack:
         )
         os.environ.pop("AWS_PROFILE", None)
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
-        _share_executions_on_deepcopy()
-        _notify_once_s3_writes_complete()
+        moto_patches.install(self.runtime)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
-        self.runtime.install()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self._moto.start()
         self.outputs["AwsEndpointUrl"] = os.environ["AWS_ENDPOINT_URL"]
@@ -256,7 +231,7 @@ class LocalStack:
 
     def _create_resources(self) -> None:
         from imagegen.keys import KeyStore
-        from imagegen.runtime import dynamodb_resource, reset
+        from imagegen.runtime import dynamodb_resource
         from imagegen.settings import Settings
 
         session = boto3.session.Session(region_name=REGION)
@@ -307,10 +282,11 @@ class LocalStack:
             "POWERTOOLS_SERVICE_NAME": "imagegen",
             "POWERTOOLS_METRICS_NAMESPACE": "imagegen",
         }
-        # In Lambda each function gets this environment; in-process they share os.environ.
-        os.environ.update(function_env)
-        reset()
-        settings = Settings.from_environ()
+        # Each function gets this environment as its configuration in moto, which the runtime
+        # hands every invocation. Powertools reads its own settings from the process
+        # environment, the same for every function.
+        os.environ.update({k: v for k, v in function_env.items() if k.startswith("POWERTOOLS_")})
+        settings = Settings.from_environ(function_env)
         arns = self._create_functions(session, function_env)
         self._wire_edits(session, uploads_bucket, topic_arn)
         sfn = session.client("stepfunctions")
@@ -367,7 +343,7 @@ class LocalStack:
         for function in bp.ALL_FUNCTIONS:
             created = lambda_client.create_function(
                 FunctionName=function.name,
-                Runtime="python3.13",
+                Runtime=bp.LAMBDA_RUNTIME,
                 Role=role,
                 Handler=function.handler,
                 Code={"ZipFile": buffer.getvalue()},

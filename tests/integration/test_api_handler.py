@@ -14,7 +14,7 @@ from imagegen.keys import KeyStore, hash_key
 from imagegen.runtime import dynamodb_resource
 from imagegen_infra import blueprint as bp
 from imagegen_local.lambda_runtime import FakeLambdaContext
-from tests.conftest import load_event
+from tests.support import load_event
 
 
 def call(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:

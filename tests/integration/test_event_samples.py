@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from imagegen.models import GenerateRequest
 from imagegen.workflow import StepState
-from tests.conftest import EVENTS
+from tests.support import EVENTS
 
 API_SAMPLES = sorted((EVENTS / "api").glob("*.json"))
 WORKFLOW_SAMPLES = sorted((EVENTS / "workflow").glob("*.json"))

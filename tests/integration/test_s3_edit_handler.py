@@ -23,8 +23,8 @@ from imagegen.edits.errors import UploadsNotConfigured
 from imagegen.edits.keys import edit_job_id, error_key, result_key
 from imagegen_infra import blueprint as bp
 from imagegen_local.lambda_runtime import FakeLambdaContext
-from tests.conftest import environment, load_event, wait_for_job
 from tests.images import image_bytes
+from tests.support import environment, load_event, wait_for_job
 
 LOCAL_OWNER = "local-user"
 

@@ -15,7 +15,7 @@ from imagegen.runtime import dynamodb_resource
 from imagegen.settings import Settings
 from imagegen_infra import blueprint as bp
 from imagegen_local.lambda_runtime import FakeLambdaContext
-from tests.conftest import load_event
+from tests.support import load_event
 
 
 def store() -> JobStore:

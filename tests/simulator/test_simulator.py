@@ -22,6 +22,7 @@ from PIL import Image
 from imagegen_local.simulator import HANG, SimulatorConfig, UpstreamSimulator
 from imagegen_local.simulator.render import RenderSpec, render_image
 from tests.images import image_bytes
+from tests.support import wait_until
 
 FAST = (0.01, 0.05)
 APIFRAME_KEY = {"X-API-Key": "afk_test"}
@@ -163,8 +164,12 @@ def test_apiframe_status_moves_from_queued_through_processing(sim: UpstreamSimul
     with httpx.Client(base_url=sim.base_url) as client:
         job_id = create_job(client, apiframe_body()).json()["jobId"]
         first = client.get(f"/v2/jobs/{job_id}", headers=APIFRAME_KEY).json()
-        time.sleep(0.3)
-        middle = client.get(f"/v2/jobs/{job_id}", headers=APIFRAME_KEY).json()
+        middle = wait_until(  # the first view past QUEUED
+            lambda: client.get(f"/v2/jobs/{job_id}", headers=APIFRAME_KEY).json(),
+            lambda view: view["status"] != "QUEUED",
+            timeout=5,
+            interval=0.02,
+        )
         last = wait_for_job(client, job_id)
 
     assert (first["status"], first["progress"], first["result"]) == ("QUEUED", 0, None)
@@ -222,8 +227,12 @@ def test_task_outcome_never_stays_in_progress(sim: UpstreamSimulator, client: ht
     sim.config.task_outcome = "never"
     job_id = create_job(client, apiframe_body()).json()["jobId"]
 
-    time.sleep(FAST[1] * 3)
-    job = client.get(f"/v2/jobs/{job_id}", headers=APIFRAME_KEY).json()
+    job = wait_until(  # at the cap a never-finishing task stays at, its latency spent
+        lambda: client.get(f"/v2/jobs/{job_id}", headers=APIFRAME_KEY).json(),
+        lambda view: view["progress"] == 99,
+        timeout=5,
+        interval=0.02,
+    )
 
     assert job["status"] == "PROCESSING" and job["progress"] == 99 and job["result"] is None
 

@@ -19,9 +19,9 @@ from imagegen.edits.results import result_document
 from imagegen.images import sniff_image
 from imagegen.models import GenerateRequest, GptImageParams, Job, JobSource, JobStatus, utc_now
 from imagegen.settings import Settings
-from tests.conftest import EVENTS
 from tests.fakes import InMemoryJobStore, RecordingEvents, RecordingStarter
 from tests.images import image_bytes
+from tests.support import EVENTS
 
 S3_SAMPLES = sorted((EVENTS / "s3").glob("*.json"))
 

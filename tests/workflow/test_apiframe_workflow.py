@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from imagegen.events import JobEvent
-from tests.conftest import submit, wait_for_job
+from tests.support import submit, wait_for_job
 from tests.workflow.upstream import scripted
 
 

@@ -5,7 +5,7 @@ records which one served it. Never when a task may already exist upstream."""
 from __future__ import annotations
 
 from imagegen_local.simulator import HANG
-from tests.conftest import submit, wait_for_job
+from tests.support import submit, wait_for_job
 from tests.workflow.upstream import created_for, images_of, scripted, stored_job
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from imagegen.workflow import JobWorkflow
 from imagegen_local.simulator import HANG
-from tests.conftest import submit, wait_for_job
+from tests.support import submit, wait_for_job
 from tests.workflow.upstream import created_for, scripted, stored_job, stored_keys, unique_prompt
 
 

@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from imagegen.models import JobStatus
-from tests.conftest import submit, wait_for_job
+from tests.support import submit, wait_for_job
 from tests.workflow.upstream import (
     created_for,
     images_of,

@@ -15,8 +15,8 @@ from PIL import Image
 from imagegen.edits.keys import error_key
 from imagegen_infra import blueprint as bp
 from imagegen_local.edits_client import save_results, upload_edit, upload_manifest, wait_for_result
-from tests.conftest import submit, wait_for_job
 from tests.images import image_bytes
+from tests.support import submit, wait_for_job
 
 RED = (230, 10, 10)
 BLUE = (10, 10, 230)
