@@ -21,7 +21,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from imagegen.uploads import error_key
+from imagegen.edits.keys import error_key
 from imagegen_infra import blueprint as bp
 from tests.support import function_environment, wait_until
 
