@@ -279,7 +279,7 @@ class Invocation:
     event: Any
     error_type: str | None
     duration_ms: float
-    environment: int = 0  # the number of the execution environment that ran it
+    environment: int = 0  # the number of the execution environment that ran it (0: none)
 
 
 class InProcessLambdaRuntime:
@@ -314,7 +314,13 @@ class InProcessLambdaRuntime:
     def call(self, config: FunctionConfig, event: Any) -> Any:
         """Run one invocation in an idle environment of the function (or a new one); returns
         what the handler returns, raises what it raises."""
-        environment = self._acquire(config)
+        started = time.perf_counter()
+        try:
+            environment = self._acquire(config)
+        except Exception as exc:  # an init error (Lambda's Runtime.ImportModuleError and kin)
+            duration = (time.perf_counter() - started) * 1000
+            self.invocations.append(Invocation(config.name, event, type(exc).__name__, duration))
+            raise
         context = FakeLambdaContext(
             function_name=config.name,
             memory_limit_in_mb=config.memory_mb,
@@ -323,7 +329,6 @@ class InProcessLambdaRuntime:
             log_group_name=f"/aws/lambda/{config.name}",
             log_stream_name=f"environment-{environment.number}",
         )
-        started = time.perf_counter()
         error_type = None
         try:
             return environment.run(event, context)
