@@ -35,8 +35,9 @@ other request's prompt; now 1 and 0):
   current event and Lambda context Powertools keeps on its `BaseRouter` class (shared by every
   resolver of a process: the cause of #9.1, requests reading each other's body), the metrics
   Powertools' `Metrics` collects until the invocation flushes them, the cold-start flags, the
-  handler modules' own caches. Imports those modules make at run time (Powertools imports
-  lazily inside functions) resolve to the same private copy.
+  handler modules' own caches. Import statements those modules run later (Powertools imports
+  lazily inside functions) resolve to the same private copy; `importlib.import_module` calls
+  (a few of Powertools' lazy loaders, none on our handlers' paths) get the shared copy.
 - its configuration: each invocation runs with its function's `Environment.Variables` as
   moto holds them when it starts, handed over in `imagegen.settings.FUNCTION_ENVIRONMENT`;
   `current_settings()` and `services()` are cached per distinct environment. No invocation
