@@ -43,6 +43,8 @@ STAGE = "v2"
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
 # The deployed API's resources and methods (constructs/api.py): explicit routes, no catch-all.
 ROUTES: tuple[tuple[str, str], ...] = (("POST", "/v2/images/generate"), ("GET", "/v2/jobs/{id}"))
+# Headers of the connection, not of the answer: the gateway sets them, never the function.
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
 # What CDK's add_cors_preflight allows (constructs/api.py).
 PREFLIGHT_HEADERS = "Content-Type,X-API-Key,Idempotency-Key"
 
@@ -278,6 +280,8 @@ class LocalApiGateway:
                 headers = dict(answer.get("headers") or {})
                 for name, values in (answer.get("multiValueHeaders") or {}).items():
                     headers[name] = ", ".join(values)
+                for name in [n for n in headers if n.lower() in HOP_BY_HOP]:  # the gateway's own
+                    del headers[name]
                 payload = answer.get("body") or ""
                 data = base64.b64decode(payload) if answer.get("isBase64Encoded") else payload.encode()
                 self._reply(int(answer.get("statusCode", 200)), headers, data)

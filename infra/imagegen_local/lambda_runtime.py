@@ -35,8 +35,9 @@ other request's prompt; now 1 and 0):
   current event and Lambda context Powertools keeps on its `BaseRouter` class (shared by every
   resolver of a process: the cause of #9.1, requests reading each other's body), the metrics
   Powertools' `Metrics` collects until the invocation flushes them, the cold-start flags, the
-  handler modules' own caches. Imports those modules make at run time (Powertools imports
-  lazily inside functions) resolve to the same private copy.
+  handler modules' own caches. Import statements those modules run later (Powertools imports
+  lazily inside functions) resolve to the same private copy; `importlib.import_module` calls
+  (a few of Powertools' lazy loaders, none on our handlers' paths) get the shared copy.
 - its configuration: each invocation runs with its function's `Environment.Variables` as
   moto holds them when it starts, handed over in `imagegen.settings.FUNCTION_ENVIRONMENT`;
   `current_settings()` and `services()` are cached per distinct environment. No invocation
@@ -279,7 +280,7 @@ class Invocation:
     event: Any
     error_type: str | None
     duration_ms: float
-    environment: int = 0  # the number of the execution environment that ran it
+    environment: int = 0  # the number of the execution environment that ran it (0: none)
 
 
 class InProcessLambdaRuntime:
@@ -314,7 +315,13 @@ class InProcessLambdaRuntime:
     def call(self, config: FunctionConfig, event: Any) -> Any:
         """Run one invocation in an idle environment of the function (or a new one); returns
         what the handler returns, raises what it raises."""
-        environment = self._acquire(config)
+        started = time.perf_counter()
+        try:
+            environment = self._acquire(config)
+        except Exception as exc:  # an init error (Lambda's Runtime.ImportModuleError and kin)
+            duration = (time.perf_counter() - started) * 1000
+            self.invocations.append(Invocation(config.name, event, type(exc).__name__, duration))
+            raise
         context = FakeLambdaContext(
             function_name=config.name,
             memory_limit_in_mb=config.memory_mb,
@@ -323,7 +330,6 @@ class InProcessLambdaRuntime:
             log_group_name=f"/aws/lambda/{config.name}",
             log_stream_name=f"environment-{environment.number}",
         )
-        started = time.perf_counter()
         error_type = None
         try:
             return environment.run(event, context)

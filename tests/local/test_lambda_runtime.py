@@ -175,3 +175,18 @@ def test_reconfiguring_while_invocations_run_never_serves_a_stale_configuration(
             thread.join(timeout=60)
 
     assert stale == []
+
+
+def test_a_function_that_cannot_start_answers_lambdas_error_and_is_recorded(stack):
+    name = create_probe(f"imagegen-test-probe-{uuid.uuid4().hex[:8]}")
+    lambda_client().update_function_configuration(
+        FunctionName=name, Handler="tests.local.probe.no_such_handler"
+    )
+    seen = len(stack.runtime.invocations)
+
+    answer = lambda_client().invoke(FunctionName=name, Payload=b"{}")
+
+    assert answer["FunctionError"] == "Handled"
+    assert json.loads(answer["Payload"].read())["errorType"] == "AttributeError"
+    mine = [i.error_type for i in stack.runtime.invocations[seen:] if i.function_name == name]
+    assert mine == ["AttributeError"]
