@@ -20,6 +20,7 @@ import pytest
 from boto3.dynamodb.conditions import Attr
 
 from imagegen.keys import KeyStore
+from imagegen.runtime import dynamodb_resource
 from imagegen_infra import blueprint as bp
 from tests.support import environment
 
@@ -30,7 +31,7 @@ NO_WORKFLOW = "arn:aws:states:us-east-1:123456789012:stateMachine:concurrency-te
 
 @pytest.fixture(scope="module")
 def clients(stack: Any, outputs: dict[str, str]) -> Iterator[dict[str, httpx.Client]]:
-    store = KeyStore(bp.API_KEYS_TABLE.name)
+    store = KeyStore(bp.API_KEYS_TABLE.name, dynamodb_resource())
     made = {
         owner: httpx.Client(
             base_url=outputs["ApiUrl"], headers={"X-API-Key": store.create(owner)}, timeout=60
