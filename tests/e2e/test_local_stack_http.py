@@ -30,7 +30,9 @@ def local_stack(
 ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str], Path]]:
     outputs_file = tmp_path_factory.mktemp("e2e") / "local-stack.json"
     env = {
-        **os.environ,
+        # A newcomer's shell: no IMAGEGEN_* setting of this test session's own stack (whose
+        # functions' environment the session fixture exports) leaks into `make local`.
+        **{k: v for k, v in os.environ.items() if not k.startswith("IMAGEGEN_")},
         "IMAGEGEN_LOCAL_PORT": str(free_port()),
         "IMAGEGEN_API_KEY": API_KEY,
         "IMAGEGEN_SIM_LATENCY": "0.2,0.6",
