@@ -2,35 +2,38 @@
 
 from __future__ import annotations
 
-import boto3
+import uuid
+
 import pytest
-from moto import mock_aws
 
 from imagegen.keys import KeyStore
+from imagegen.runtime import dynamodb_resource
 from imagegen_infra import admin
 from imagegen_infra import blueprint as bp
 
 pytestmark = pytest.mark.infra
 
 
-@mock_aws
 def test_create_key_stores_a_hash_and_prints_the_key_once(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    stack: object, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+    # Against the session's moto server, in a table of its own. Not moto's in-process mock_aws:
+    # it patches botocore for every thread and resets moto's backends on exit, which would
+    # wipe the running local stack that shares them.
+    table = f"admin-test-keys-{uuid.uuid4().hex[:8]}"
+    dynamodb = dynamodb_resource()
     dynamodb.create_table(
-        TableName=bp.API_KEYS_TABLE.name,
+        TableName=table,
         KeySchema=[{"AttributeName": bp.API_KEYS_TABLE.partition_key, "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": bp.API_KEYS_TABLE.partition_key, "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
 
-    assert admin.main(["create-key", "--owner", "alice"], resource=dynamodb) == 0
+    assert admin.main(["create-key", "--owner", "alice", "--table", table], resource=dynamodb) == 0
 
     printed = capsys.readouterr()
     key = printed.out.strip()
     assert key.startswith("igk_") and "shown only this once" in printed.err
-    assert KeyStore(bp.API_KEYS_TABLE.name, resource=dynamodb).authenticate(key).owner == "alice"
-    [item] = dynamodb.Table(bp.API_KEYS_TABLE.name).scan()["Items"]
+    assert KeyStore(table, resource=dynamodb).authenticate(key).owner == "alice"
+    [item] = dynamodb.Table(table).scan()["Items"]
     assert key not in item.values()  # only the hash is stored
