@@ -587,7 +587,9 @@ def _outcome_info(
 ) -> None:
     jobs = [stored[s.job_id] for s in accepted if s.job_id in stored]
     outcome = Counter(job.status.value for job in jobs)
-    report.add("jobs by status (info)", None, ", ".join(f"{k} {v}" for k, v in sorted(outcome.items())))
+    report.add(
+        "accepted jobs by status (info)", None, ", ".join(f"{k} {v}" for k, v in sorted(outcome.items()))
+    )
     reasons = Counter(_reason_kind(job.error or "") for job in jobs if job.status is JobStatus.FAILED)
     report.add("FAILED by reason (info)", None, ", ".join(f"{k}: {v}" for k, v in reasons.most_common(6)))
     durations = [(j.completed_at - j.created_at).total_seconds() for j in jobs if j.completed_at]
