@@ -246,3 +246,4 @@ def test_openai_renders_are_inline_and_recorded_once_per_call(sim, client):
     assert base64.b64decode(answer.json()["data"][0]["b64_json"])[:8] == b"\x89PNG\r\n\x1a\n"
     [record] = sim.task_records()
     assert (record.protocol, record.count, record.status) == ("openai", 2, "completed")
+    assert answer.headers["x-request-id"] == record.task_id  # as OpenAI names its answers

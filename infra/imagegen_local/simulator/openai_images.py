@@ -114,16 +114,18 @@ class OpenAIImagesProtocol:
         sim.record_created(self.name, task.task_id, record, task.idempotency_key)
         if not sim.wait(task.duration):
             raise ApiError(503, "Simulator is shutting down")
+        # OpenAI names every answer with x-request-id; here it is the render's record id.
+        named = {"x-request-id": task.task_id}
         if task.outcome == "fail":
             task.error, task.finished = task.fail_reason, time.monotonic()
-            raise ApiError(400, task.fail_reason, code="moderation_blocked")
+            raise ApiError(400, task.fail_reason, code="moderation_blocked", headers=named)
         if task.outcome == "never":
             hang = script.hang_seconds if script and script.hang_seconds is not None else None
             sim.wait(config.hang_seconds if hang is None else hang)
-            raise ApiError(504, "Image generation timed out")
+            raise ApiError(504, "Image generation timed out", headers=named)
         images = [render_image(spec, index, source) for index in range(count)]
         task.images, task.finished = [], time.monotonic()  # inline: no file URLs
-        return Response.json(200, _result_payload(spec, images, source is not None))
+        return Response.json(200, _result_payload(spec, images, source is not None), named)
 
 
 def _parse_options(options: dict[str, Any], source: Image.Image | None) -> tuple[RenderSpec, int]:
