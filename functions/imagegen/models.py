@@ -6,9 +6,10 @@ both reject the same input with the same messages.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -155,3 +156,13 @@ def utc_now() -> datetime:
 
 def iso(ts: datetime | None) -> str | None:
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z") if ts else None
+
+
+def load_json(raw: str | bytes) -> Any:
+    """`json.loads` for what comes from outside (a request body, a manifest). Nesting deeper than
+    the parser's recursion (a 10 KB body of brackets) is malformed JSON like any other: a
+    ValueError the caller answers with a 400, never a RecursionError that escapes as a 500."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
