@@ -38,7 +38,7 @@ class InMemoryJobStore:
 
     def create(self, job: Job) -> bool:
         if job.job_id in self.items:
-            return False
+            return self.items[job.job_id].request_token == job.request_token
         self.items[job.job_id] = job.model_copy(deep=True)
         self.writes += 1
         return True

@@ -38,12 +38,14 @@ class JobStore:
         self.table = resource.Table(table_name)
 
     def create(self, job: Job) -> bool:
-        """Write a new job. False when a job with this id already exists (a redelivery)."""
+        """Write a new job. False when another request already wrote a job with this id (a
+        redelivery); True when this call's job is stored, also when botocore retried a put whose
+        answer was lost and the retry met the record the first attempt wrote (its token is ours)."""
         try:
             self.table.put_item(Item=_to_item(job), ConditionExpression="attribute_not_exists(job_id)")
         except ClientError as exc:
             if _is_condition_failure(exc):
-                return False
+                return self.get(job.job_id).request_token == job.request_token
             raise
         return True
 

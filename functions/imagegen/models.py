@@ -7,6 +7,7 @@ both reject the same input with the same messages.
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -143,6 +144,10 @@ class Job(BaseModel):
     origin: dict[str, str] = Field(default_factory=dict)  # e.g. the upload that started an S3 edit
     expires_at: int | None = None  # DynamoDB TTL (epoch seconds)
     version: int = 0  # optimistic locking: every write is conditional on the version it read
+    # New with every Job built (each request, each S3 delivery), stored with the record: tells a
+    # create retried after its answer was lost (the record holds this token) from another
+    # request that names the same job id (a redelivered S3 event). JobStore.create.
+    request_token: str = Field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def charged_credits(self) -> int:

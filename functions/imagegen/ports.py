@@ -19,7 +19,9 @@ class JobRepository(Protocol):
     """Job records with optimistic locking (imagegen.jobs.JobStore)."""
 
     def create(self, job: Job) -> bool:
-        """Write a new job; False when a job with this id already exists."""
+        """Write a new job; False when another request wrote a job with this id (the stored
+        record's request_token is not `job`'s). A record with `job`'s own token is this call's
+        earlier attempt: True."""
         ...
 
     def get(self, job_id: str) -> Job:

@@ -49,8 +49,9 @@ def submit_job(
     allow_loopback_urls: bool = False,
     provider_chain: list[str] | None = None,
 ) -> tuple[Job, bool]:
-    """Store and start `job`. Returns the stored job and False when it already existed
-    (a redelivered trigger): then nothing new is started. A request that no configured
+    """Store and start `job`. Returns the stored job and False when another request had already
+    stored it (a redelivered trigger): then nothing new is started. A record this very call wrote
+    (its write retried after a lost answer) is ours, and is started. A request that no configured
     provider can serve (say webp on apiin.one) is refused here, before anything is charged."""
     check_urls(job.params.input_images or [], allow_loopback_urls)
     if provider_chain:

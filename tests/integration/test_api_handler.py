@@ -263,3 +263,30 @@ def test_allowed_origins_get_the_cors_header_on_answers_and_errors(stack, output
         assert answer_headers(error)["Access-Control-Allow-Origin"] == ["https://app.example.com"]
         assert "Access-Control-Allow-Origin" not in answer_headers(stranger)
     assert "Access-Control-Allow-Origin" not in answer_headers(ok)  # CORS off by default
+
+
+def test_a_submit_whose_first_write_answer_was_lost_still_starts_its_workflow(stack, outputs):
+    """The PutItem lands but its answer is lost (a read timeout); botocore retries it and the retry
+    meets the record the first attempt wrote. That record is this request's own: it must start."""
+    from botocore.exceptions import ReadTimeoutError
+
+    from imagegen.runtime import services
+
+    client = services().jobs.table.meta.client
+    landed: list[Any] = []
+
+    def land_then_lose_the_answer(request: Any, **_: Any) -> None:
+        if not landed:
+            landed.append(client._endpoint.http_session.send(request))  # really written
+            raise ReadTimeoutError(endpoint_url=request.url)
+
+    client.meta.events.register("before-send.dynamodb.PutItem", land_then_lose_the_answer)
+    try:
+        status, body = call(with_key(load_event("api/generate_seed_example.json"), outputs["ApiKey"]))
+    finally:
+        client.meta.events.unregister("before-send.dynamodb.PutItem", land_then_lose_the_answer)
+
+    assert landed and status == 202
+    execution_arn = outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + ":" + body["jobId"]
+    execution = boto3.client("stepfunctions").describe_execution(executionArn=execution_arn)
+    assert json.loads(execution["input"]) == {"jobId": body["jobId"]}
