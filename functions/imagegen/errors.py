@@ -40,6 +40,13 @@ class UnsafeUrl(InvalidRequest):
     code = "unsafe_url"
 
 
+class JobRecordUnwritable(ImagegenError):
+    """The store could neither write a change to a job nor fail the job in its place (a record
+    written before the size budgets, at DynamoDB's limit): an operator has to look at it."""
+
+    code = "job_record_unwritable"
+
+
 class ServiceUnavailable(ImagegenError):
     """Our own dependency failed; the client may retry (never a bare 500)."""
 

@@ -7,6 +7,7 @@ then never move a job backwards or finish it twice.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,10 +15,21 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from imagegen.errors import JobNotFound
-from imagegen.models import Job, iso, utc_now
+from imagegen.errors import JobNotFound, JobRecordUnwritable
+from imagegen.lifecycle import failed
+from imagegen.models import Job, JobStatus, iso, utc_now
 
 MAX_CONFLICT_RETRIES = 8
+
+# Record sizes, measured as compact UTF-8 JSON of the item (record_bytes), which counts more
+# than DynamoDB does (quotes, commas): its limit is 400 KB per item, names and values.
+# - A new job may take NEW_JOB_MAX_BYTES: submission refuses a bigger request with a 400 before
+#   anything is written. A prompt at its limit and 16 long input URLs fit with room to spare.
+# - Any write may take JOB_MAX_BYTES. The workflow adds what upstreams answer (task ids, image
+#   URLs, messages); a change that would take the record past this budget is not written, the
+#   job is failed instead, and the failure fits in the room left below DynamoDB's limit.
+NEW_JOB_MAX_BYTES = 64 * 1024
+JOB_MAX_BYTES = 256 * 1024
 
 # A sparse index of the jobs still open: only a QUEUED or PROCESSING job carries its keys, so
 # the sweeper reads just those, oldest deadline first. A job still open this long after its
@@ -69,27 +81,128 @@ class JobStore:
 
         `change` returns the new job, or None to leave the record as it is (e.g. it is already
         terminal). Returns the job as stored and whether this call changed it.
+
+        A change the record cannot hold (over JOB_MAX_BYTES, or refused by DynamoDB as too
+        large or invalid) is not written: the job is failed instead by a minimal write, and
+        that FAILED job is returned (changed). Only when even that write is refused does this
+        raise JobRecordUnwritable.
         """
         for _ in range(MAX_CONFLICT_RETRIES):
             current = self.get(job_id)
             changed = change(current.model_copy(deep=True))
             if changed is None:
                 return current, False
-            changed.version = current.version + 1
-            changed.updated_at = utc_now()
+            problem = too_large(changed)
             try:
-                self.table.put_item(
-                    Item=_to_item(changed),
-                    ConditionExpression="#v = :v",
-                    ExpressionAttributeNames={"#v": "version"},
-                    ExpressionAttributeValues={":v": current.version},
-                )
-            except ClientError as exc:
-                if _is_condition_failure(exc):
-                    continue  # somebody else wrote first: read again and re-apply
-                raise
-            return changed, True
+                if problem is None:
+                    return self._put(current, changed), True
+                return self._fail_in_place(current, changed, problem), True
+            except _Conflict:
+                continue  # somebody else wrote first: read again and re-apply
+            except _Refused as refused:
+                try:
+                    return self._fail_in_place(current, changed, refused.problem), True
+                except _Conflict:
+                    continue
         raise RuntimeError(f"job {job_id}: too many concurrent updates")
+
+    def _put(self, current: Job, changed: Job) -> Job:
+        changed.version = current.version + 1
+        changed.updated_at = utc_now()
+        self._write(
+            lambda: self.table.put_item(
+                Item=_to_item(changed),
+                ConditionExpression="#v = :v",
+                ExpressionAttributeNames={"#v": "version"},
+                ExpressionAttributeValues={":v": current.version},
+            )
+        )
+        return changed
+
+    def _fail_in_place(self, current: Job, changed: Job, problem: str) -> Job:
+        """Fail the job on its current record, touching only the failure's attributes (and
+        dropping it from the open-jobs index), so the write fits wherever the record did."""
+        ended = unrecordable(current, changed, problem)
+        ended.version = current.version + 1
+        ended.updated_at = utc_now()
+        item = _to_item(ended)
+        names = ("status", "error", "completed_at", "updated_at", "version")
+        try:
+            self._write(
+                lambda: self.table.update_item(
+                    Key={"job_id": current.job_id},
+                    UpdateExpression="SET "
+                    + ", ".join(f"#{n} = :{n}" for n in names)
+                    + f" REMOVE {OPEN_MARKER}, {SWEEP_AFTER}",
+                    ConditionExpression="#version = :read",
+                    ExpressionAttributeNames={f"#{n}": n for n in names},
+                    ExpressionAttributeValues={
+                        **{f":{n}": item[n] for n in names},
+                        ":read": current.version,
+                    },
+                )
+            )
+        except _Refused as refused:
+            raise JobRecordUnwritable(
+                f"job {current.job_id}: {problem}, and failing it was refused too: {refused.problem}"
+            ) from None
+        return ended
+
+    @staticmethod
+    def _write(call: Callable[[], Any]) -> None:
+        try:
+            call()
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            # boto3 could not serialize the item: a number past DynamoDB's 38 digits, text that
+            # is not Unicode. Nothing was sent; like DynamoDB's refusal, the job cannot hold it.
+            raise _Refused(f"the record could not be serialized ({type(exc).__name__})") from None
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if error.get("Code") == "ConditionalCheckFailedException":
+                raise _Conflict from None
+            if error.get("Code") == "ValidationException":  # too large, or not a valid item
+                raise _Refused(f"DynamoDB refused the record: {str(error.get('Message'))[:200]}") from None
+            raise
+
+
+class _Conflict(Exception):
+    """Another writer changed the record since it was read."""
+
+
+class _Refused(Exception):
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def record_bytes(job: Job) -> int:
+    """The size of the job's item, counted as its compact UTF-8 JSON: at least DynamoDB's count."""
+    text = json.dumps(_to_item(job), ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def too_large(job: Job) -> str | None:
+    """Why the job's record may not be written (over JOB_MAX_BYTES), or None."""
+    size = record_bytes(job)
+    return (
+        f"its record would take {size} bytes, over the {JOB_MAX_BYTES}-byte limit"
+        if size > JOB_MAX_BYTES
+        else None
+    )
+
+
+def unrecordable(current: Job, changed: Job, problem: str) -> Job:
+    """What a store writes when it cannot store `changed`: the current record, FAILED. The
+    reason is the change's own when the change was a failure (say the sweeper's), else why it
+    could not be recorded. Raises JobRecordUnwritable when the job is already terminal."""
+    if changed.status is JobStatus.FAILED and changed.error:
+        reason = changed.error
+    else:
+        reason = f"the job could not be recorded: {problem}"
+    ended = failed(reason, changed.completed_at)(current.model_copy(deep=True))
+    if ended is None:
+        raise JobRecordUnwritable(f"job {current.job_id} is {current.status.value}; a change {problem}")
+    return ended
 
 
 def _to_item(job: Job) -> dict[str, Any]:

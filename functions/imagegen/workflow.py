@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from imagegen.errors import UpstreamTerminalError, UpstreamTransientError, UpstreamUnavailableError
 from imagegen.events import JobEvent
-from imagegen.lifecycle import completed, failed
+from imagegen.lifecycle import Change, completed, failed, short_reason
 from imagegen.models import Job, JobStatus, UpstreamTask, utc_now
 from imagegen.ports import EventPublisherPort, JobRepository, ResultRepository
 from imagegen.providers.base import GenerationRequest, Provider
@@ -44,6 +45,14 @@ class StepState(BaseModel):
     # created a task we never heard of (a timeout, a 500): from then on the job never fails
     # over to another provider, so one job never has tasks on two providers.
     pinned: bool = False
+
+
+@dataclass
+class Sweep:
+    """What one sweep did: the jobs it failed, and those it could not (job id -> why)."""
+
+    failed: list[str] = field(default_factory=list)
+    unsweepable: dict[str, str] = field(default_factory=dict)
 
 
 class JobWorkflow:
@@ -88,15 +97,17 @@ class JobWorkflow:
                 if created.images:
                     task = self._store_inline_images(job, task, created.images)
                 job = self._record_task(job.job_id, provider.name, task)
+                if job.status.is_terminal:  # the record could not hold the task: failed instead
+                    return self._route(job, "done")
         except UpstreamTerminalError as exc:
             return self._fail(job, exc.message)
         except UpstreamTransientError as exc:
             pinned = state.pinned or not isinstance(exc, UpstreamUnavailableError)
-            job, _ = self.store.update(job.job_id, _count_create_attempt)
+            job, _ = self._update(job.job_id, _count_create_attempt)
             if job.create_attempts >= self.schedule.max_create_attempts:
                 successor = None if pinned or job.upstream_tasks else self._failover_target(provider, request)
                 if successor is not None:
-                    job, switched = self.store.update(job.job_id, lambda j: _switch_provider(j, successor))
+                    job, switched = self._update(job.job_id, lambda j: _switch_provider(j, successor))
                     if switched:
                         return self._route(job, "create")
                 reason = f"upstream kept failing after {job.create_attempts} attempts: {exc.message}"
@@ -134,7 +145,7 @@ class JobWorkflow:
             job.status = JobStatus.PROCESSING
             return job
 
-        job, _ = self.store.update(job_id, record)
+        job, _ = self._update(job_id, record)
         return job
 
     # --- poll ---------------------------------------------------------------------------------
@@ -159,12 +170,14 @@ class JobWorkflow:
         except UpstreamTerminalError as exc:
             return self._fail(job, exc.message)
         except UpstreamTransientError as exc:
-            job, _ = self.store.update(job.job_id, _count_poll_error)
+            job, _ = self._update(job.job_id, _count_poll_error)
             if job.poll_errors > self.schedule.max_poll_errors:
                 return self._fail(job, f"upstream status kept failing: {exc.message}")
             backoff = self._backoff(job.poll_errors, exc.retry_after, floor=self._poll_interval(job))
             return self._wait_then(job, "poll", backoff)
-        job, _ = self.store.update(job.job_id, lambda j: _apply_poll(j, updates))
+        job, _ = self._update(job.job_id, lambda j: _apply_poll(j, updates))
+        if job.status.is_terminal:  # the record could not hold the answer: failed instead
+            return self._route(job, "done")
         failed = [t for t in job.upstream_tasks if t.status is JobStatus.FAILED]
         if failed:
             return self._fail(job, failed[0].error or "the upstream task failed")
@@ -189,31 +202,32 @@ class JobWorkflow:
                 keys.append(key)
         if not keys:
             return self._fail(job, "the upstream finished without any image")
-        job, changed = self.store.update(job.job_id, completed(keys, self.clock()))
-        if changed:
-            self._finished(job)
+        job, _ = self._update(job.job_id, completed(keys, self.clock()))
         return self._route(job, "done")
 
     # --- fail ---------------------------------------------------------------------------------
     def fail(self, state: StepState) -> StepState:
         """Record a failure decided by a step (`reason`) or caught by the state machine (`error`)."""
         reason = state.reason or _reason_from_catch(state.error)
-        job, changed = self.store.update(state.jobId, failed(reason, self.clock()))
-        if changed:
-            self._finished(job)
+        job, _ = self._update(state.jobId, failed(reason, self.clock()))
         return StepState(jobId=job.job_id, next="done", reason=job.error)
 
     # --- sweep --------------------------------------------------------------------------------
-    def sweep(self, limit: int = 100) -> list[str]:
+    def sweep(self, limit: int = 100) -> Sweep:
         """Fail (and so refund and announce) every job still open well past its deadline: the
-        backstop for a workflow that never started or was lost. Returns the jobs it failed."""
-        swept = []
+        backstop for a workflow that never started or was lost."""
+        sweep = Sweep()
         for job_id in self.store.overdue(self.clock(), limit):
-            job, changed = self.store.update(job_id, failed(SWEPT_REASON, self.clock()))
+            try:
+                _, changed = self._update(job_id, failed(SWEPT_REASON, self.clock()))
+            except Exception as exc:
+                # Whatever one job does (a record that cannot be read or written), the others
+                # are still swept; this one is reported, and alarmed on, by the caller.
+                sweep.unsweepable[job_id] = f"{type(exc).__name__}: {exc}"[:500]
+                continue
             if changed:
-                self._finished(job)
-                swept.append(job_id)
-        return swept
+                sweep.failed.append(job_id)
+        return sweep
 
     # --- helpers ------------------------------------------------------------------------------
     def _open_job(self, state: StepState, too_late: str | None) -> Job | StepState:
@@ -226,13 +240,22 @@ class JobWorkflow:
             return self._fail(job, too_late)
         return job
 
+    def _update(self, job_id: str, change: Change) -> tuple[Job, bool]:
+        """Every write of a step. The write that ends the job (its change, or the store failing
+        a job whose record cannot hold the change) announces it: the workflow's changes leave a
+        terminal job alone, so a write that changed the job and left it terminal ended it."""
+        job, changed = self.store.update(job_id, change)
+        if changed and job.status.is_terminal:
+            self._finished(job)
+        return job, changed
+
     def _finished(self, job: Job) -> None:
         """Once per job, by whichever step made it terminal: announce it, tell the observer."""
         self.events.publish(JobEvent.for_job(job, self.results.bucket))
         self.on_finished(job)
 
     def _fail(self, job: Job, reason: str) -> StepState:
-        return StepState(jobId=job.job_id, next="fail", reason=reason)
+        return StepState(jobId=job.job_id, next="fail", reason=short_reason(reason))
 
     def _route(self, job: Job, next_step: Next) -> StepState:
         return StepState(jobId=job.job_id, next=next_step)
@@ -255,7 +278,9 @@ class JobWorkflow:
         return max(self.jitter() * ceiling, retry_after or 0.0, floor)
 
 
-def _count_create_attempt(job: Job) -> Job:
+def _count_create_attempt(job: Job) -> Job | None:
+    if job.status.is_terminal:
+        return None
     job.create_attempts += 1
     return job
 
@@ -269,7 +294,9 @@ def _switch_provider(job: Job, name: str) -> Job | None:
     return job
 
 
-def _count_poll_error(job: Job) -> Job:
+def _count_poll_error(job: Job) -> Job | None:
+    if job.status.is_terminal:
+        return None
     job.poll_errors += 1
     return job
 

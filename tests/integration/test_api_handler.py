@@ -290,3 +290,26 @@ def test_a_submit_whose_first_write_answer_was_lost_still_starts_its_workflow(st
     execution_arn = outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + ":" + body["jobId"]
     execution = boto3.client("stepfunctions").describe_execution(executionArn=execution_arn)
     assert json.loads(execution["input"]) == {"jobId": body["jobId"]}
+
+
+@pytest.mark.parametrize(
+    "urls",
+    [
+        ["http://127.0.0.1:9/" + "a" * 390_000],  # one URL just under DynamoDB's item limit
+        [f"http://127.0.0.1:9/{i}/" + "a" * 30_000 for i in range(16)],  # together far over it
+    ],
+    ids=["one-huge-url", "many-long-urls"],
+)
+def test_a_request_too_large_for_its_job_record_is_a_400_before_anything_is_stored(stack, outputs, urls):
+    table = boto3.resource("dynamodb").Table(outputs["JobsTable"])
+    jobs_before = table.scan(Select="COUNT")["Count"]
+    event = with_key(load_event("api/generate_seed_example.json"), outputs["ApiKey"])
+    event["body"] = json.dumps(
+        {"prompt": "edit", "model": "gpt-image-1.5", "gptImageParams": {"input_images": urls}}
+    )
+
+    status, body = call(event)
+
+    assert status == 400
+    assert_error_shape(body, "invalid_request")
+    assert table.scan(Select="COUNT")["Count"] == jobs_before

@@ -3,6 +3,9 @@ anything is written."""
 
 from __future__ import annotations
 
+import pytest
+
+from imagegen.errors import InvalidRequest
 from imagegen.lifecycle import new_job
 from imagegen.models import GenerateRequest, GptImageParams, JobStatus
 from imagegen.settings import Settings
@@ -51,3 +54,17 @@ def test_a_true_duplicate_is_answered_with_the_existing_job_and_starts_nothing()
 
     assert not created and stored.params.quality == first.params.quality
     assert starter.started == [first.job_id]
+
+
+def test_a_job_whose_record_would_be_too_large_is_refused_before_anything_is_written():
+    store, starter = InMemoryJobStore(), RecordingStarter()
+    job = a_job()
+    # Each URL may be within a per-URL bound; together they are far over the record budget.
+    job.params.input_images = [f"https://images.example/{i}/" + "a" * 8000 for i in range(16)]
+
+    with pytest.raises(InvalidRequest) as refused:
+        submit_job(job, store, starter)
+
+    assert "too large" in refused.value.message
+    assert refused.value.details and refused.value.details[0]["field"] == "gptImageParams.input_images"
+    assert store.items == {} and starter.started == []

@@ -219,7 +219,69 @@ def test_the_sweeper_fails_only_jobs_open_long_past_their_deadline():
     world = World()
     late = World()
     world.store.create(late.job.model_copy(update={"job_id": "late", "deadline_at": NOW - SWEEP_GRACE * 2}))
-    assert world.flow.sweep() == ["late"]
+    assert world.flow.sweep().failed == ["late"]
     assert world.store.get("late").error == SWEPT_REASON
     assert world.job.status is JobStatus.QUEUED
     assert [e.jobId for e in world.events.published] == ["late"]
+
+
+# --- records that cannot hold a change ------------------------------------------------------------
+HUGE = "x" * 500_000  # over DynamoDB's 400 KB item limit on its own
+
+
+def test_a_task_the_record_cannot_hold_fails_the_job_instead_and_creates_nothing_more():
+    world = World(number_of_images=3)
+    world.primary.tasks_per_request = 3
+    world.primary.creates = [CreatedTask("t-0"), CreatedTask(HUGE)]  # an upstream's absurd task id
+
+    routed = world.flow.create(world.state)
+
+    assert routed.next == "done"
+    job = world.job
+    assert job.status is JobStatus.FAILED and job.charged_credits == 0
+    assert job.error is not None and "could not be recorded" in job.error and len(job.error) < 300
+    assert [t.task_id for t in job.upstream_tasks] == ["t-0"]  # the record as it was, failed
+    assert [slot for _, slot in world.primary.created] == [0, 1]  # slot 2 was never created
+    assert [e.type for e in world.events.published] == ["job.failed"] and world.finished == [job.job_id]
+
+
+def test_a_poll_answer_the_record_cannot_hold_fails_the_job_once():
+    world = World()
+    world.flow.create(world.state)
+    world.primary.polls = [TaskState(JobStatus.PROCESSING, 50, image_urls=[f"https://cdn.example/{HUGE}"])]
+
+    world.flow.poll(world.state)
+    world.flow.poll(world.state)  # the next poll finds the job ended
+
+    assert world.job.status is JobStatus.FAILED and "could not be recorded" in (world.job.error or "")
+    assert len(world.events.published) == 1 and len(world.primary.polled) == 1
+
+
+def test_an_upstream_message_of_any_length_fails_the_job_with_a_short_reason():
+    world = World()
+    world.primary.creates = [UpstreamTerminalError("scripted: " + HUGE)]
+
+    routed = world.flow.create(world.state)  # this state travels through Step Functions (256 KiB)
+    world.flow.fail(routed)
+
+    assert routed.reason is not None and len(routed.reason) <= 1000
+    assert world.job.status is JobStatus.FAILED and world.job.error == routed.reason
+    assert world.job.error.startswith("scripted: xxx")
+
+
+def test_the_sweeper_skips_a_job_it_cannot_fail_and_sweeps_the_others():
+    world = World()
+    for job_id, hours in (("stuck", 3), ("late", 2)):
+        world.store.create(
+            world.job.model_copy(
+                update={"job_id": job_id, "deadline_at": NOW - SWEEP_GRACE - timedelta(hours=hours)}
+            )
+        )
+    world.store.crash_when(lambda job: job.job_id == "stuck")  # the oldest: swept first
+
+    sweep = world.flow.sweep()
+
+    assert sweep.failed == ["late"] and list(sweep.unsweepable) == ["stuck"]
+    assert "Crash" in sweep.unsweepable["stuck"]
+    assert world.store.get("late").status is JobStatus.FAILED
+    assert world.store.get("stuck").status is JobStatus.QUEUED
