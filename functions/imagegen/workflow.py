@@ -25,6 +25,7 @@ from imagegen.ports import EventPublisherPort, JobRepository, ResultRepository
 from imagegen.providers.base import GenerationRequest, Provider
 from imagegen.settings import PollSchedule
 from imagegen.storage import image_key
+from imagegen.transport import deadline
 
 Next = Literal["create", "poll", "finalize", "fail", "done"]
 SWEPT_REASON = "the job was still open long after its deadline (its workflow never started or was lost)"
@@ -92,7 +93,8 @@ class JobWorkflow:
             for slot in range(provider.task_count(request)):
                 if slot in recorded:
                     continue  # created by an earlier attempt: reuse it, never create twice
-                created = provider.create_task(request, slot)
+                with deadline(self._seconds_left(job)):
+                    created = provider.create_task(request, slot)
                 task = UpstreamTask(slot=slot, task_id=created.task_id)
                 if created.images:
                     task = self._store_inline_images(job, task, created.images)
@@ -158,7 +160,8 @@ class JobWorkflow:
         try:
             for task in job.upstream_tasks:
                 if task.status is not JobStatus.COMPLETED:
-                    seen = provider.get_task(task.task_id)
+                    with deadline(self._seconds_left(job)):
+                        seen = provider.get_task(task.task_id)
                     updates[task.slot] = task.model_copy(
                         update={
                             "status": seen.status,
@@ -262,12 +265,15 @@ class JobWorkflow:
 
     def _wait_then(self, job: Job, next_step: Next, seconds: float) -> StepState:
         # Never wait past the deadline: the step after the wait is the one that fails the job.
-        remaining = (job.deadline_at - self.clock()).total_seconds()
-        wait = max(0, min(math.ceil(seconds), math.ceil(max(remaining, 0))))
+        wait = max(0, min(math.ceil(seconds), math.ceil(max(self._seconds_left(job), 0))))
         return StepState(jobId=job.job_id, next=next_step, waitSeconds=wait)
 
     def _past_deadline(self, job: Job) -> bool:
         return self.clock() >= job.deadline_at
+
+    def _seconds_left(self, job: Job) -> float:
+        """Before the job's deadline; upstream calls wait no longer (imagegen.transport.deadline)."""
+        return (job.deadline_at - self.clock()).total_seconds()
 
     def _poll_interval(self, job: Job) -> float:
         return float(self.schedule.poll_interval_seconds)

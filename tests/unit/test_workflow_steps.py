@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from imagegen.errors import UpstreamTerminalError, UpstreamTransientError, UpstreamUnavailableError
 from imagegen.jobs import SWEEP_GRACE
 from imagegen.lifecycle import new_job
 from imagegen.models import GenerateRequest, GptImageParams, JobStatus
-from imagegen.providers.base import CreatedTask, InlineImage, TaskState
+from imagegen.providers.apiframe import ApiframeProvider
+from imagegen.providers.base import CreatedTask, InlineImage, ProviderConfig, TaskState
 from imagegen.settings import PollSchedule, Settings
 from imagegen.workflow import SWEPT_REASON, JobWorkflow, StepState
 from tests.fakes import Crash, InMemoryJobStore, InMemoryResults, RecordingEvents, ScriptedProvider
@@ -285,3 +287,33 @@ def test_the_sweeper_skips_a_job_it_cannot_fail_and_sweeps_the_others():
     assert "Crash" in sweep.unsweepable["stuck"]
     assert world.store.get("late").status is JobStatus.FAILED
     assert world.store.get("stuck").status is JobStatus.QUEUED
+
+
+# --- the deadline bounds every upstream call ------------------------------------------------------
+def test_each_upstream_call_waits_at_most_the_time_left_before_the_deadline():
+    """A poll that starts 3 s before the deadline must not wait out a 20 s read timeout."""
+    timeouts: list[dict[str, float]] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        timeouts.append(request.extensions["timeout"])
+        if request.method == "POST":
+            return httpx.Response(200, json={"jobId": "up-1"})
+        return httpx.Response(200, json={"status": "PROCESSING", "progress": 10})
+
+    base = "https://apiframe.example"
+    config = ProviderConfig(base_url=base, api_key="k", timeout_seconds=20.0)
+    client = httpx.Client(
+        base_url=base, transport=httpx.MockTransport(upstream), timeout=config.timeout_seconds
+    )
+    world = World()
+    world.providers["scripted"] = world.providers["apiframe"] = ApiframeProvider(config, client)  # type: ignore[assignment]
+    world.store.update(
+        world.state.jobId, lambda j: j.model_copy(update={"deadline_at": NOW + timedelta(seconds=3)})
+    )
+
+    world.flow.create(world.state)
+    world.flow.poll(world.state)
+
+    assert len(timeouts) == 2
+    for timeout in timeouts:
+        assert all(0 < seconds <= 3 for seconds in timeout.values()), timeout
