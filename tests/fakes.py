@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
-from imagegen.errors import JobNotFound, UpstreamTerminalError
+from imagegen.errors import JobNotFound, JobRecordRefused, UpstreamTerminalError
 from imagegen.events import JobEvent
-from imagegen.jobs import SWEEP_GRACE, too_large, unrecordable
+from imagegen.jobs import SWEEP_GRACE, check_fits, fail_in_place
 from imagegen.models import Job, JobStatus, utc_now
 from imagegen.ports import EventPublisherPort, JobRepository, ResultRepository, WorkflowStarterPort
 from imagegen.providers.base import CreatedTask, GenerationRequest, Provider, ProviderConfig, TaskState
@@ -28,9 +28,10 @@ class Crash(RuntimeError):
 
 
 class InMemoryJobStore:
-    """imagegen.jobs.JobStore's contract on a dict: a change whose record would be too large
-    fails the job instead (imagegen.jobs.unrecordable). `crash_when(predicate)` makes the next
-    update whose *result* matches the predicate raise Crash before anything is written."""
+    """imagegen.jobs.JobStore's contract on a dict: a change whose record would be too large is
+    refused, or written in place when it fails the job (imagegen.jobs.fail_in_place).
+    `crash_when(predicate)` makes the next update whose *result* matches the predicate raise
+    Crash before anything is written."""
 
     def __init__(self) -> None:
         self.items: dict[str, Job] = {}
@@ -58,9 +59,10 @@ class InMemoryJobStore:
         if self._crash is not None and self._crash(changed):
             self._crash = None
             raise Crash(f"simulated crash before writing job {job_id}")
-        problem = too_large(changed)
-        if problem is not None:  # what the real store writes instead (a minimal write there)
-            changed = unrecordable(current, changed, problem)
+        try:
+            check_fits(changed)
+        except JobRecordRefused as refused:  # as the real store: a failure is written in place
+            changed = fail_in_place(current, changed, refused)
         changed.version = current.version + 1
         changed.updated_at = utc_now()
         self.items[job_id] = changed.model_copy(deep=True)

@@ -15,7 +15,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from imagegen.errors import JobNotFound, JobRecordUnwritable
+from imagegen.errors import JobNotFound, JobRecordRefused, JobRecordUnwritable
 from imagegen.lifecycle import failed
 from imagegen.models import Job, JobStatus, iso, utc_now
 
@@ -26,8 +26,8 @@ MAX_CONFLICT_RETRIES = 8
 # - A new job may take NEW_JOB_MAX_BYTES: submission refuses a bigger request with a 400 before
 #   anything is written. A prompt at its limit and 16 long input URLs fit with room to spare.
 # - Any write may take JOB_MAX_BYTES. The workflow adds what upstreams answer (task ids, image
-#   URLs, messages); a change that would take the record past this budget is not written, the
-#   job is failed instead, and the failure fits in the room left below DynamoDB's limit.
+#   URLs, messages); a change that would take the record past this budget is not written and
+#   the job is failed instead, a write that fits in the room left below DynamoDB's limit.
 NEW_JOB_MAX_BYTES = 64 * 1024
 JOB_MAX_BYTES = 256 * 1024
 
@@ -82,28 +82,25 @@ class JobStore:
         `change` returns the new job, or None to leave the record as it is (e.g. it is already
         terminal). Returns the job as stored and whether this call changed it.
 
-        A change the record cannot hold (over JOB_MAX_BYTES, or refused by DynamoDB as too
-        large or invalid) is not written: the job is failed instead by a minimal write, and
-        that FAILED job is returned (changed). Only when even that write is refused does this
-        raise JobRecordUnwritable.
+        A change the record cannot hold (over JOB_MAX_BYTES, or refused by DynamoDB or boto3
+        as too large or invalid) is never written. If the change fails the job, the failure is
+        written on the current record by a minimal write (see fail_in_place), which raises
+        JobRecordUnwritable only if even that is refused; any other such change raises
+        JobRecordRefused, and its caller fails the job.
         """
         for _ in range(MAX_CONFLICT_RETRIES):
             current = self.get(job_id)
             changed = change(current.model_copy(deep=True))
             if changed is None:
                 return current, False
-            problem = too_large(changed)
             try:
-                if problem is None:
+                try:
+                    check_fits(changed)
                     return self._put(current, changed), True
-                return self._fail_in_place(current, changed, problem), True
+                except JobRecordRefused as refused:
+                    return self._fail_in_place(current, fail_in_place(current, changed, refused)), True
             except _Conflict:
                 continue  # somebody else wrote first: read again and re-apply
-            except _Refused as refused:
-                try:
-                    return self._fail_in_place(current, changed, refused.problem), True
-                except _Conflict:
-                    continue
         raise RuntimeError(f"job {job_id}: too many concurrent updates")
 
     def _put(self, current: Job, changed: Job) -> Job:
@@ -119,10 +116,9 @@ class JobStore:
         )
         return changed
 
-    def _fail_in_place(self, current: Job, changed: Job, problem: str) -> Job:
-        """Fail the job on its current record, touching only the failure's attributes (and
-        dropping it from the open-jobs index), so the write fits wherever the record did."""
-        ended = unrecordable(current, changed, problem)
+    def _fail_in_place(self, current: Job, ended: Job) -> Job:
+        """Write the failure touching only its own attributes (and dropping the job from the
+        open-jobs index), conditional on the version read: it fits wherever the record did."""
         ended.version = current.version + 1
         ended.updated_at = utc_now()
         item = _to_item(ended)
@@ -142,9 +138,9 @@ class JobStore:
                     },
                 )
             )
-        except _Refused as refused:
+        except JobRecordRefused as refused:
             raise JobRecordUnwritable(
-                f"job {current.job_id}: {problem}, and failing it was refused too: {refused.problem}"
+                f"job {current.job_id} could not be failed ({ended.error}): {refused.problem}"
             ) from None
         return ended
 
@@ -155,24 +151,20 @@ class JobStore:
         except (TypeError, ValueError, ArithmeticError) as exc:
             # boto3 could not serialize the item: a number past DynamoDB's 38 digits, text that
             # is not Unicode. Nothing was sent; like DynamoDB's refusal, the job cannot hold it.
-            raise _Refused(f"the record could not be serialized ({type(exc).__name__})") from None
+            raise JobRecordRefused(f"the record could not be serialized ({type(exc).__name__})") from None
         except ClientError as exc:
             error = exc.response.get("Error", {})
             if error.get("Code") == "ConditionalCheckFailedException":
                 raise _Conflict from None
             if error.get("Code") == "ValidationException":  # too large, or not a valid item
-                raise _Refused(f"DynamoDB refused the record: {str(error.get('Message'))[:200]}") from None
+                raise JobRecordRefused(
+                    f"DynamoDB refused the record: {str(error.get('Message'))[:200]}"
+                ) from None
             raise
 
 
 class _Conflict(Exception):
     """Another writer changed the record since it was read."""
-
-
-class _Refused(Exception):
-    def __init__(self, problem: str) -> None:
-        super().__init__(problem)
-        self.problem = problem
 
 
 def record_bytes(job: Job) -> int:
@@ -181,27 +173,21 @@ def record_bytes(job: Job) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-def too_large(job: Job) -> str | None:
-    """Why the job's record may not be written (over JOB_MAX_BYTES), or None."""
+def check_fits(job: Job) -> None:
+    """Raise JobRecordRefused when the job's record is over JOB_MAX_BYTES."""
     size = record_bytes(job)
-    return (
-        f"its record would take {size} bytes, over the {JOB_MAX_BYTES}-byte limit"
-        if size > JOB_MAX_BYTES
-        else None
-    )
+    if size > JOB_MAX_BYTES:
+        raise JobRecordRefused(f"its record would take {size} bytes, over the {JOB_MAX_BYTES}-byte limit")
 
 
-def unrecordable(current: Job, changed: Job, problem: str) -> Job:
-    """What a store writes when it cannot store `changed`: the current record, FAILED. The
-    reason is the change's own when the change was a failure (say the sweeper's), else why it
-    could not be recorded. Raises JobRecordUnwritable when the job is already terminal."""
-    if changed.status is JobStatus.FAILED and changed.error:
-        reason = changed.error
-    else:
-        reason = f"the job could not be recorded: {problem}"
-    ended = failed(reason, changed.completed_at)(current.model_copy(deep=True))
-    if ended is None:
-        raise JobRecordUnwritable(f"job {current.job_id} is {current.status.value}; a change {problem}")
+def fail_in_place(current: Job, changed: Job, refused: JobRecordRefused) -> Job:
+    """What a store writes instead of a change the record cannot hold: when the change fails the
+    job, the current record with the failure (its reason, its time) and nothing else of the
+    change; any other change is refused (`refused` is raised)."""
+    if changed.status is not JobStatus.FAILED or current.status.is_terminal:
+        raise refused
+    ended = failed(changed.error or refused.message, changed.completed_at)(current.model_copy(deep=True))
+    assert ended is not None  # current is open
     return ended
 
 

@@ -29,7 +29,9 @@ class JobRepository(Protocol):
         ...
 
     def update(self, job_id: str, change: Callable[[Job], Job | None]) -> tuple[Job, bool]:
-        """Apply `change` (None: leave as is) on the current record; the job and whether it changed."""
+        """Apply `change` (None: leave as is) on the current record; the job and whether it changed.
+        A change the record cannot hold is never written: one that fails the job is written in
+        place (only the failure), any other raises imagegen.errors.JobRecordRefused."""
         ...
 
     def overdue(self, now: datetime, limit: int = 100) -> list[str]:

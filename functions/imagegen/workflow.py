@@ -8,6 +8,7 @@ unit tests drive directly, and honour a provider's Retry-After.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -17,7 +18,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from imagegen.errors import UpstreamTerminalError, UpstreamTransientError, UpstreamUnavailableError
+from imagegen.errors import (
+    JobRecordRefused,
+    UpstreamTerminalError,
+    UpstreamTransientError,
+    UpstreamUnavailableError,
+)
 from imagegen.events import JobEvent
 from imagegen.lifecycle import Change, completed, failed, short_reason
 from imagegen.models import Job, JobStatus, UpstreamTask, utc_now
@@ -56,6 +62,24 @@ class Sweep:
     unsweepable: dict[str, str] = field(default_factory=dict)
 
 
+Step = Callable[["JobWorkflow", StepState], StepState]
+
+
+def _fails_what_cannot_be_recorded(step: Step) -> Step:
+    """A step whose write the job's record cannot hold (an upstream's answer too large for it)
+    fails the job through the failure step, which writes the failure in place and announces it
+    (only the finalize and fail functions may publish)."""
+
+    @functools.wraps(step)
+    def guarded(self: JobWorkflow, state: StepState) -> StepState:
+        try:
+            return step(self, state)
+        except JobRecordRefused as refused:
+            return StepState(jobId=state.jobId, next="fail", reason=short_reason(refused.message))
+
+    return guarded
+
+
 class JobWorkflow:
     def __init__(
         self,
@@ -82,6 +106,7 @@ class JobWorkflow:
         self.on_finished = on_finished  # e.g. the handler's metrics; called once per terminal job
 
     # --- create -------------------------------------------------------------------------------
+    @_fails_what_cannot_be_recorded
     def create(self, state: StepState) -> StepState:
         job = self._open_job(state, "deadline exceeded before the upstream task could be created")
         if isinstance(job, StepState):
@@ -99,7 +124,7 @@ class JobWorkflow:
                 if created.images:
                     task = self._store_inline_images(job, task, created.images)
                 job = self._record_task(job.job_id, provider.name, task)
-                if job.status.is_terminal:  # the record could not hold the task: failed instead
+                if job.status.is_terminal:  # ended meanwhile: create nothing more for it
                     return self._route(job, "done")
         except UpstreamTerminalError as exc:
             return self._fail(job, exc.message)
@@ -151,6 +176,7 @@ class JobWorkflow:
         return job
 
     # --- poll ---------------------------------------------------------------------------------
+    @_fails_what_cannot_be_recorded
     def poll(self, state: StepState) -> StepState:
         job = self._open_job(state, "deadline exceeded: the upstream did not finish in time")
         if isinstance(job, StepState):
@@ -179,8 +205,6 @@ class JobWorkflow:
             backoff = self._backoff(job.poll_errors, exc.retry_after, floor=self._poll_interval(job))
             return self._wait_then(job, "poll", backoff)
         job, _ = self._update(job.job_id, lambda j: _apply_poll(j, updates))
-        if job.status.is_terminal:  # the record could not hold the answer: failed instead
-            return self._route(job, "done")
         failed = [t for t in job.upstream_tasks if t.status is JobStatus.FAILED]
         if failed:
             return self._fail(job, failed[0].error or "the upstream task failed")
@@ -189,6 +213,7 @@ class JobWorkflow:
         return self._wait_then(job, "poll", self._poll_interval(job))
 
     # --- finalize -----------------------------------------------------------------------------
+    @_fails_what_cannot_be_recorded
     def finalize(self, state: StepState) -> StepState:
         """Copy every image into S3 under a deterministic key, then mark COMPLETED and announce
         it. Transient download errors propagate so the state machine's Retry runs again. No
@@ -244,9 +269,9 @@ class JobWorkflow:
         return job
 
     def _update(self, job_id: str, change: Change) -> tuple[Job, bool]:
-        """Every write of a step. The write that ends the job (its change, or the store failing
-        a job whose record cannot hold the change) announces it: the workflow's changes leave a
-        terminal job alone, so a write that changed the job and left it terminal ended it."""
+        """Every write of a step. The write that ended the job announces it: the workflow's
+        changes leave a terminal job alone, so a write that changed the job and left it
+        terminal is the one that ended it."""
         job, changed = self.store.update(job_id, change)
         if changed and job.status.is_terminal:
             self._finished(job)

@@ -43,16 +43,12 @@ def _run(step: Callable[[JobWorkflow, StepState], StepState], event: dict[str, A
     return answer.model_dump(exclude_none=True)
 
 
-# Every step may end a job (a record that cannot hold an upstream's answer fails it), and the
-# step that ends it counts it: each flushes its metrics.
 @logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics(raise_on_empty_metrics=False)
 def create_task(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return _run(JobWorkflow.create, event)
 
 
 @logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics(raise_on_empty_metrics=False)
 def poll_task(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return _run(JobWorkflow.poll, event)
 

@@ -226,32 +226,38 @@ def largest_legacy_job(**changes: Any) -> Job:
     return job
 
 
-def test_a_change_the_record_cannot_hold_fails_the_job_in_place(stack, job_events):
+def test_a_change_the_record_cannot_hold_is_refused_and_the_job_can_still_be_failed(stack):
+    from imagegen.errors import JobRecordRefused
+    from imagegen.lifecycle import failed
     from imagegen.models import UpstreamTask
 
     job_id = stored_job(status=JobStatus.PROCESSING)
+    before = store().get(job_id)
 
     def record_absurd_task(job: Job) -> Job:
         job.upstream_tasks.append(UpstreamTask(slot=0, task_id="t" * 300_000))
         return job
 
-    ended, changed = store().update(job_id, record_absurd_task)
+    with pytest.raises(JobRecordRefused) as refused:
+        store().update(job_id, record_absurd_task)
+    assert store().get(job_id) == before  # nothing written
+    ended, changed = store().update(job_id, failed(refused.value.message))  # what the fail step does
 
-    stored = store().get(job_id)
-    assert changed and ended == stored
-    assert stored.status is JobStatus.FAILED and stored.upstream_tasks == []
-    assert stored.error is not None and stored.error.startswith("the job could not be recorded")
+    assert changed and ended == store().get(job_id)
+    assert ended.status is JobStatus.FAILED and ended.error == refused.value.message
     item = store().table.get_item(Key={"job_id": job_id})["Item"]
     assert OPEN_MARKER not in item and SWEEP_AFTER not in item  # out of the sweeper's index
 
 
-def test_a_record_boto3_cannot_serialize_fails_the_job_in_place(stack):
+def test_a_record_boto3_cannot_serialize_is_refused(stack):
+    from imagegen.errors import JobRecordRefused
+
     job_id = stored_job(status=JobStatus.PROCESSING)
+    before = store().get(job_id)
 
-    ended, _ = store().update(job_id, lambda job: job.model_copy(update={"progress": 10**40}))
-
-    assert store().get(job_id) == ended and ended.status is JobStatus.FAILED
-    assert "could not be serialized" in (ended.error or "")
+    with pytest.raises(JobRecordRefused, match="could not be serialized"):
+        store().update(job_id, lambda job: job.model_copy(update={"progress": 10**40}))
+    assert store().get(job_id) == before
 
 
 def test_the_sweeper_skips_and_reports_a_job_it_cannot_fail_and_sweeps_the_rest(stack, capsys):

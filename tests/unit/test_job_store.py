@@ -11,14 +11,14 @@ import pytest
 from boto3.dynamodb.types import TypeSerializer
 from botocore.stub import ANY, Stubber
 
-from imagegen.errors import JobRecordUnwritable
+from imagegen.errors import JobRecordRefused, JobRecordUnwritable
 from imagegen.jobs import OPEN_MARKER, SWEEP_AFTER, JobStore, _to_item
-from imagegen.lifecycle import new_job
+from imagegen.lifecycle import failed, new_job
 from imagegen.models import GenerateRequest, Job, JobStatus
 from imagegen.settings import Settings
 
 SETTINGS = Settings(jobs_table="jobs", api_keys_table="k", results_bucket="r", events_topic_arn="t")
-TOO_LARGE = {"Code": "ValidationException", "Message": "Item size has exceeded the maximum allowed size"}
+TOO_LARGE = "Item size has exceeded the maximum allowed size"
 
 
 @pytest.fixture
@@ -56,34 +56,37 @@ def minimal_failure_write() -> dict[str, Any]:
     }
 
 
-def test_a_record_dynamodb_refuses_fails_the_job_with_a_minimal_write(stubbed):
+def test_a_failure_dynamodb_refuses_is_written_in_place_with_a_minimal_write(stubbed):
     store, stubber = stubbed
     job = a_job()
     serve(stubber, job)
-    stubber.add_client_error(
-        "put_item", service_error_code="ValidationException", service_message=TOO_LARGE["Message"]
-    )
+    stubber.add_client_error("put_item", service_error_code="ValidationException", service_message=TOO_LARGE)
     stubber.add_response("update_item", {}, minimal_failure_write())
 
-    stored, changed = store.update(job.job_id, lambda j: j.model_copy(update={"progress": 50}))
+    stored, changed = store.update(job.job_id, failed("the upstream said no"))
 
     assert changed and stored.status is JobStatus.FAILED and stored.version == job.version + 1
-    assert stored.error is not None and stored.error.startswith(
-        "the job could not be recorded: DynamoDB refused"
-    )
-    assert stored.progress == 0  # the change was not written
+    assert stored.error == "the upstream said no"
+
+
+def test_any_other_change_dynamodb_refuses_is_refused_and_nothing_is_written(stubbed):
+    store, stubber = stubbed
+    job = a_job()
+    serve(stubber, job)
+    stubber.add_client_error("put_item", service_error_code="ValidationException", service_message=TOO_LARGE)
+
+    with pytest.raises(JobRecordRefused, match="DynamoDB refused the record: Item size has exceeded"):
+        store.update(job.job_id, lambda j: j.model_copy(update={"progress": 50}))
 
 
 def test_when_even_the_failure_is_refused_the_store_says_so_instead_of_looping(stubbed):
     store, stubber = stubbed
     job = a_job()
     serve(stubber, job)
+    stubber.add_client_error("put_item", service_error_code="ValidationException", service_message=TOO_LARGE)
     stubber.add_client_error(
-        "put_item", service_error_code="ValidationException", service_message=TOO_LARGE["Message"]
-    )
-    stubber.add_client_error(
-        "update_item", service_error_code="ValidationException", service_message=TOO_LARGE["Message"]
+        "update_item", service_error_code="ValidationException", service_message=TOO_LARGE
     )
 
     with pytest.raises(JobRecordUnwritable):
-        store.update(job.job_id, lambda j: j.model_copy(update={"progress": 50}))
+        store.update(job.job_id, failed("the upstream said no"))

@@ -231,32 +231,36 @@ def test_the_sweeper_fails_only_jobs_open_long_past_their_deadline():
 HUGE = "x" * 500_000  # over DynamoDB's 400 KB item limit on its own
 
 
-def test_a_task_the_record_cannot_hold_fails_the_job_instead_and_creates_nothing_more():
+def test_a_task_the_record_cannot_hold_fails_the_job_and_creates_nothing_more():
     world = World(number_of_images=3)
     world.primary.tasks_per_request = 3
     world.primary.creates = [CreatedTask("t-0"), CreatedTask(HUGE)]  # an upstream's absurd task id
 
     routed = world.flow.create(world.state)
 
-    assert routed.next == "done"
-    job = world.job
-    assert job.status is JobStatus.FAILED and job.charged_credits == 0
-    assert job.error is not None and "could not be recorded" in job.error and len(job.error) < 300
-    assert [t.task_id for t in job.upstream_tasks] == ["t-0"]  # the record as it was, failed
+    assert routed.next == "fail" and routed.reason is not None
+    assert routed.reason.startswith("the job could not be recorded") and len(routed.reason) < 300
     assert [slot for _, slot in world.primary.created] == [0, 1]  # slot 2 was never created
+    assert world.events.published == []  # only the failure step announces
+    world.flow.fail(routed)
+    job = world.job
+    assert (job.status, job.error, job.charged_credits) == (JobStatus.FAILED, routed.reason, 0)
+    assert [t.task_id for t in job.upstream_tasks] == ["t-0"]  # the record as it was, failed
     assert [e.type for e in world.events.published] == ["job.failed"] and world.finished == [job.job_id]
 
 
-def test_a_poll_answer_the_record_cannot_hold_fails_the_job_once():
+def test_a_poll_answer_the_record_cannot_hold_fails_the_job():
     world = World()
     world.flow.create(world.state)
     world.primary.polls = [TaskState(JobStatus.PROCESSING, 50, image_urls=[f"https://cdn.example/{HUGE}"])]
 
-    world.flow.poll(world.state)
-    world.flow.poll(world.state)  # the next poll finds the job ended
+    routed = world.flow.poll(world.state)
+    world.flow.fail(routed)
 
+    assert routed.next == "fail"
     assert world.job.status is JobStatus.FAILED and "could not be recorded" in (world.job.error or "")
-    assert len(world.events.published) == 1 and len(world.primary.polled) == 1
+    assert world.job.upstream_tasks[0].image_urls == []  # the answer was never written
+    assert len(world.events.published) == 1
 
 
 def test_an_upstream_message_of_any_length_fails_the_job_with_a_short_reason():
