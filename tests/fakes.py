@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
-from imagegen.errors import JobNotFound, UpstreamTerminalError
+from imagegen.errors import JobNotFound, JobRecordRefused, UpstreamTerminalError
 from imagegen.events import JobEvent
-from imagegen.jobs import SWEEP_GRACE
+from imagegen.jobs import SWEEP_GRACE, check_fits, fail_in_place
 from imagegen.models import Job, JobStatus, utc_now
 from imagegen.ports import EventPublisherPort, JobRepository, ResultRepository, WorkflowStarterPort
 from imagegen.providers.base import CreatedTask, GenerationRequest, Provider, ProviderConfig, TaskState
@@ -28,8 +28,10 @@ class Crash(RuntimeError):
 
 
 class InMemoryJobStore:
-    """imagegen.jobs.JobStore's contract on a dict. `crash_when(predicate)` makes the next
-    update whose *result* matches the predicate raise Crash before anything is written."""
+    """imagegen.jobs.JobStore's contract on a dict: a change whose record would be too large is
+    refused, or written in place when it fails the job (imagegen.jobs.fail_in_place).
+    `crash_when(predicate)` makes the next update whose *result* matches the predicate raise
+    Crash before anything is written."""
 
     def __init__(self) -> None:
         self.items: dict[str, Job] = {}
@@ -38,7 +40,7 @@ class InMemoryJobStore:
 
     def create(self, job: Job) -> bool:
         if job.job_id in self.items:
-            return False
+            return self.items[job.job_id].request_token == job.request_token
         self.items[job.job_id] = job.model_copy(deep=True)
         self.writes += 1
         return True
@@ -57,6 +59,10 @@ class InMemoryJobStore:
         if self._crash is not None and self._crash(changed):
             self._crash = None
             raise Crash(f"simulated crash before writing job {job_id}")
+        try:
+            check_fits(changed)
+        except JobRecordRefused as refused:  # as the real store: a failure is written in place
+            changed = fail_in_place(current, changed, refused)
         changed.version = current.version + 1
         changed.updated_at = utc_now()
         self.items[job_id] = changed.model_copy(deep=True)

@@ -5,7 +5,6 @@ Thin by design: authenticate, parse, call the domain, answer. Errors are mapped 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -20,7 +19,7 @@ from api.views import job_view
 from imagegen.errors import InvalidRequest, JobNotFound
 from imagegen.keys import ApiKey
 from imagegen.lifecycle import new_job
-from imagegen.models import GenerateRequest
+from imagegen.models import GenerateRequest, load_json
 from imagegen.runtime import services
 from imagegen.submission import submit_job
 
@@ -38,7 +37,7 @@ def _caller() -> ApiKey:
 def generate() -> Response:
     caller = _caller()
     try:
-        body = json.loads(app.current_event.body or "")
+        body = load_json(app.current_event.body or "")
     except ValueError:
         raise InvalidRequest("the request body must be a JSON object") from None
     if not isinstance(body, dict):

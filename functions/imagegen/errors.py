@@ -40,6 +40,24 @@ class UnsafeUrl(InvalidRequest):
     code = "unsafe_url"
 
 
+class JobRecordRefused(ImagegenError):
+    """A change the job's record cannot hold (over the store's budget, or refused by DynamoDB):
+    nothing was written. The workflow fails the job instead, through its failure step."""
+
+    code = "job_record_refused"
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"the job could not be recorded: {problem}")
+        self.problem = problem
+
+
+class JobRecordUnwritable(ImagegenError):
+    """The store could neither write a change to a job nor fail the job in its place (a record
+    written before the size budgets, at DynamoDB's limit): an operator has to look at it."""
+
+    code = "job_record_unwritable"
+
+
 class ServiceUnavailable(ImagegenError):
     """Our own dependency failed; the client may retry (never a bare 500)."""
 

@@ -7,6 +7,7 @@ then never move a job backwards or finish it twice.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,10 +15,21 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from imagegen.errors import JobNotFound
-from imagegen.models import Job, iso, utc_now
+from imagegen.errors import JobNotFound, JobRecordRefused, JobRecordUnwritable
+from imagegen.lifecycle import failed
+from imagegen.models import Job, JobStatus, iso, utc_now
 
 MAX_CONFLICT_RETRIES = 8
+
+# Record sizes, measured as compact UTF-8 JSON of the item (record_bytes), which counts more
+# than DynamoDB does (quotes, commas): its limit is 400 KB per item, names and values.
+# - A new job may take NEW_JOB_MAX_BYTES: submission refuses a bigger request with a 400 before
+#   anything is written. A prompt at its limit and 16 long input URLs fit with room to spare.
+# - Any write may take JOB_MAX_BYTES. The workflow adds what upstreams answer (task ids, image
+#   URLs, messages); a change that would take the record past this budget is not written and
+#   the job is failed instead, a write that fits in the room left below DynamoDB's limit.
+NEW_JOB_MAX_BYTES = 64 * 1024
+JOB_MAX_BYTES = 256 * 1024
 
 # A sparse index of the jobs still open: only a QUEUED or PROCESSING job carries its keys, so
 # the sweeper reads just those, oldest deadline first. A job still open this long after its
@@ -38,12 +50,14 @@ class JobStore:
         self.table = resource.Table(table_name)
 
     def create(self, job: Job) -> bool:
-        """Write a new job. False when a job with this id already exists (a redelivery)."""
+        """Write a new job. False when another request already wrote a job with this id (a
+        redelivery); True when this call's job is stored, also when botocore retried a put whose
+        answer was lost and the retry met the record the first attempt wrote (its token is ours)."""
         try:
             self.table.put_item(Item=_to_item(job), ConditionExpression="attribute_not_exists(job_id)")
         except ClientError as exc:
             if _is_condition_failure(exc):
-                return False
+                return self.get(job.job_id).request_token == job.request_token
             raise
         return True
 
@@ -67,27 +81,114 @@ class JobStore:
 
         `change` returns the new job, or None to leave the record as it is (e.g. it is already
         terminal). Returns the job as stored and whether this call changed it.
+
+        A change the record cannot hold (over JOB_MAX_BYTES, or refused by DynamoDB or boto3
+        as too large or invalid) is never written. If the change fails the job, the failure is
+        written on the current record by a minimal write (see fail_in_place), which raises
+        JobRecordUnwritable only if even that is refused; any other such change raises
+        JobRecordRefused, and its caller fails the job.
         """
         for _ in range(MAX_CONFLICT_RETRIES):
             current = self.get(job_id)
             changed = change(current.model_copy(deep=True))
             if changed is None:
                 return current, False
-            changed.version = current.version + 1
-            changed.updated_at = utc_now()
             try:
-                self.table.put_item(
-                    Item=_to_item(changed),
-                    ConditionExpression="#v = :v",
-                    ExpressionAttributeNames={"#v": "version"},
-                    ExpressionAttributeValues={":v": current.version},
-                )
-            except ClientError as exc:
-                if _is_condition_failure(exc):
-                    continue  # somebody else wrote first: read again and re-apply
-                raise
-            return changed, True
+                try:
+                    check_fits(changed)
+                    return self._put(current, changed), True
+                except JobRecordRefused as refused:
+                    return self._fail_in_place(current, fail_in_place(current, changed, refused)), True
+            except _Conflict:
+                continue  # somebody else wrote first: read again and re-apply
         raise RuntimeError(f"job {job_id}: too many concurrent updates")
+
+    def _put(self, current: Job, changed: Job) -> Job:
+        changed.version = current.version + 1
+        changed.updated_at = utc_now()
+        self._write(
+            lambda: self.table.put_item(
+                Item=_to_item(changed),
+                ConditionExpression="#v = :v",
+                ExpressionAttributeNames={"#v": "version"},
+                ExpressionAttributeValues={":v": current.version},
+            )
+        )
+        return changed
+
+    def _fail_in_place(self, current: Job, ended: Job) -> Job:
+        """Write the failure touching only its own attributes (and dropping the job from the
+        open-jobs index), conditional on the version read: it fits wherever the record did."""
+        ended.version = current.version + 1
+        ended.updated_at = utc_now()
+        item = _to_item(ended)
+        names = ("status", "error", "completed_at", "updated_at", "version")
+        try:
+            self._write(
+                lambda: self.table.update_item(
+                    Key={"job_id": current.job_id},
+                    UpdateExpression="SET "
+                    + ", ".join(f"#{n} = :{n}" for n in names)
+                    + f" REMOVE {OPEN_MARKER}, {SWEEP_AFTER}",
+                    ConditionExpression="#version = :read",
+                    ExpressionAttributeNames={f"#{n}": n for n in names},
+                    ExpressionAttributeValues={
+                        **{f":{n}": item[n] for n in names},
+                        ":read": current.version,
+                    },
+                )
+            )
+        except JobRecordRefused as refused:
+            raise JobRecordUnwritable(
+                f"job {current.job_id} could not be failed ({ended.error}): {refused.problem}"
+            ) from None
+        return ended
+
+    @staticmethod
+    def _write(call: Callable[[], Any]) -> None:
+        try:
+            call()
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            # boto3 could not serialize the item: a number past DynamoDB's 38 digits, text that
+            # is not Unicode. Nothing was sent; like DynamoDB's refusal, the job cannot hold it.
+            raise JobRecordRefused(f"the record could not be serialized ({type(exc).__name__})") from None
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if error.get("Code") == "ConditionalCheckFailedException":
+                raise _Conflict from None
+            if error.get("Code") == "ValidationException":  # too large, or not a valid item
+                raise JobRecordRefused(
+                    f"DynamoDB refused the record: {str(error.get('Message'))[:200]}"
+                ) from None
+            raise
+
+
+class _Conflict(Exception):
+    """Another writer changed the record since it was read."""
+
+
+def record_bytes(job: Job) -> int:
+    """The size of the job's item, counted as its compact UTF-8 JSON: at least DynamoDB's count."""
+    text = json.dumps(_to_item(job), ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def check_fits(job: Job) -> None:
+    """Raise JobRecordRefused when the job's record is over JOB_MAX_BYTES."""
+    size = record_bytes(job)
+    if size > JOB_MAX_BYTES:
+        raise JobRecordRefused(f"its record would take {size} bytes, over the {JOB_MAX_BYTES}-byte limit")
+
+
+def fail_in_place(current: Job, changed: Job, refused: JobRecordRefused) -> Job:
+    """What a store writes instead of a change the record cannot hold: when the change fails the
+    job, the current record with the failure (its reason, its time) and nothing else of the
+    change; any other change is refused (`refused` is raised)."""
+    if changed.status is not JobStatus.FAILED or current.status.is_terminal:
+        raise refused
+    ended = failed(changed.error or refused.message, changed.completed_at)(current.model_copy(deep=True))
+    assert ended is not None  # current is open
+    return ended
 
 
 def _to_item(job: Job) -> dict[str, Any]:

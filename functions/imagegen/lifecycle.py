@@ -17,6 +17,9 @@ from imagegen.models import GenerateRequest, GptImageParams, Job, JobSource, Job
 from imagegen.settings import Settings
 
 Change = Callable[[Job], Job | None]
+# A failure's reason is read by people, travels in Step Functions state (256 KiB) and is stored
+# in the job record: an upstream's message of any length is cut to this.
+MAX_REASON_CHARS = 1000
 
 
 def new_job(
@@ -68,6 +71,10 @@ def rejected_job(
     )
 
 
+def short_reason(reason: str) -> str:
+    return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"
+
+
 def failed(reason: str, now: datetime | None = None) -> Change:
     """End an open job as FAILED with `reason` (which refunds it: see Job.charged_credits)."""
 
@@ -75,7 +82,7 @@ def failed(reason: str, now: datetime | None = None) -> Change:
         if job.status.is_terminal:
             return None
         job.status = JobStatus.FAILED
-        job.error = reason
+        job.error = short_reason(reason)
         job.completed_at = now or utc_now()
         return job
 

@@ -6,9 +6,11 @@ both reject the same input with the same messages.
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -156,6 +158,10 @@ class Job(BaseModel):
     origin: dict[str, str] = Field(default_factory=dict)  # e.g. the upload that started an S3 edit
     expires_at: int | None = None  # DynamoDB TTL (epoch seconds)
     version: int = 0  # optimistic locking: every write is conditional on the version it read
+    # New with every Job built (each request, each S3 delivery), stored with the record: tells a
+    # create retried after its answer was lost (the record holds this token) from another
+    # request that names the same job id (a redelivered S3 event). JobStore.create.
+    request_token: str = Field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def charged_credits(self) -> int:
@@ -169,3 +175,13 @@ def utc_now() -> datetime:
 
 def iso(ts: datetime | None) -> str | None:
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z") if ts else None
+
+
+def load_json(raw: str | bytes) -> Any:
+    """`json.loads` for what comes from outside (a request body, a manifest). Nesting deeper than
+    the parser's recursion (a 10 KB body of brackets) is malformed JSON like any other: a
+    ValueError the caller answers with a 400, never a RecursionError that escapes as a 500."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None

@@ -19,7 +19,9 @@ class JobRepository(Protocol):
     """Job records with optimistic locking (imagegen.jobs.JobStore)."""
 
     def create(self, job: Job) -> bool:
-        """Write a new job; False when a job with this id already exists."""
+        """Write a new job; False when another request wrote a job with this id (the stored
+        record's request_token is not `job`'s). A record with `job`'s own token is this call's
+        earlier attempt: True."""
         ...
 
     def get(self, job_id: str) -> Job:
@@ -27,7 +29,9 @@ class JobRepository(Protocol):
         ...
 
     def update(self, job_id: str, change: Callable[[Job], Job | None]) -> tuple[Job, bool]:
-        """Apply `change` (None: leave as is) on the current record; the job and whether it changed."""
+        """Apply `change` (None: leave as is) on the current record; the job and whether it changed.
+        A change the record cannot hold is never written: one that fails the job is written in
+        place (only the failure), any other raises imagegen.errors.JobRecordRefused."""
         ...
 
     def overdue(self, now: datetime, limit: int = 100) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from imagegen.errors import InvalidRequest, ServiceUnavailable
+from imagegen.jobs import NEW_JOB_MAX_BYTES, record_bytes
 from imagegen.lifecycle import failed
 from imagegen.models import Job
 from imagegen.ports import JobRepository, WorkflowStarterPort
@@ -49,9 +50,18 @@ def submit_job(
     allow_loopback_urls: bool = False,
     provider_chain: list[str] | None = None,
 ) -> tuple[Job, bool]:
-    """Store and start `job`. Returns the stored job and False when it already existed
-    (a redelivered trigger): then nothing new is started. A request that no configured
-    provider can serve (say webp on apiin.one) is refused here, before anything is charged."""
+    """Store and start `job`. Returns the stored job and False when another request had already
+    stored it (a redelivered trigger): then nothing new is started. A record this very call wrote
+    (its write retried after a lost answer) is ours, and is started. A request that no configured
+    provider can serve (say webp on apiin.one) is refused here, before anything is charged,
+    and so is a request too large for its job record (imagegen.jobs.NEW_JOB_MAX_BYTES)."""
+    size = record_bytes(job)
+    if size > NEW_JOB_MAX_BYTES:
+        field = "gptImageParams.input_images" if job.params.input_images else "body"
+        detail = f"the job would take {size} bytes; the limit is {NEW_JOB_MAX_BYTES} bytes"
+        if job.params.input_images:
+            detail += " (send fewer or shorter input_images URLs)"
+        raise InvalidRequest("the request is too large", details=[{"field": field, "message": detail}])
     check_urls(job.params.input_images or [], allow_loopback_urls)
     if provider_chain:
         request = GenerationRequest(job_id=job.job_id, prompt=job.prompt, params=job.params)

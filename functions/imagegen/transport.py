@@ -12,9 +12,18 @@ providers. So:
 - a failure before the provider was called at all (fetching a user's input image) cannot have
   created anything upstream: the caller says so with `before_provider_call=True`;
 - any other status (validation, auth, credits, content policy, a missing image) is terminal.
+
+It also bounds every such call by the job's deadline: inside `deadline(seconds_left)`, each
+wait of a request (connect, pool, write, every read) is at most the time left, and a request
+made when none is left is never sent (a connect timeout: nothing reached the upstream).
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import httpx
 
@@ -47,3 +56,44 @@ def status_failure(
     if code in (429, 503) or before_provider_call:
         return UpstreamUnavailableError(message, retry_after=retry_after)
     return UpstreamTransientError(message, retry_after=retry_after)
+
+
+# The monotonic time by which the upstream calls of the current step must be done, if any.
+_deadline: ContextVar[float | None] = ContextVar("imagegen_upstream_deadline", default=None)
+_TIMEOUTS = ("connect", "read", "write", "pool")
+
+
+@contextmanager
+def deadline(seconds_left: float) -> Iterator[None]:
+    """Bound the upstream calls made inside by `seconds_left` from now (an enclosing deadline
+    that comes sooner still holds)."""
+    at = time.monotonic() + max(seconds_left, 0.0)
+    enclosing = _deadline.get()
+    token = _deadline.set(at if enclosing is None else min(at, enclosing))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def within_deadline(request: httpx.Request) -> None:
+    """An httpx request hook, on every client that calls an upstream: caps the request's waits
+    at the time left before the current deadline (imagegen.transport.deadline)."""
+    at = _deadline.get()
+    if at is None:
+        return
+    left = at - time.monotonic()
+    if left <= 0:
+        raise httpx.ConnectTimeout("the job's deadline has passed: the call was not made", request=request)
+    configured = request.extensions.get("timeout") or {}
+    request.extensions["timeout"] = {
+        name: left if configured.get(name) is None else min(configured[name], left) for name in _TIMEOUTS
+    }
+
+
+def bound_by_deadline(client: httpx.Client) -> httpx.Client:
+    """`client` with the within_deadline hook (once, however often it is handed over)."""
+    hooks = client.event_hooks
+    if within_deadline not in hooks["request"]:
+        client.event_hooks = {**hooks, "request": [*hooks["request"], within_deadline]}
+    return client

@@ -8,22 +8,30 @@ unit tests drive directly, and honour a provider's Retry-After.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from imagegen.errors import UpstreamTerminalError, UpstreamTransientError, UpstreamUnavailableError
+from imagegen.errors import (
+    JobRecordRefused,
+    UpstreamTerminalError,
+    UpstreamTransientError,
+    UpstreamUnavailableError,
+)
 from imagegen.events import JobEvent
-from imagegen.lifecycle import completed, failed
+from imagegen.lifecycle import Change, completed, failed, short_reason
 from imagegen.models import Job, JobStatus, UpstreamTask, utc_now
 from imagegen.ports import EventPublisherPort, JobRepository, ResultRepository
 from imagegen.providers.base import GenerationRequest, Provider
 from imagegen.settings import PollSchedule
 from imagegen.storage import image_key
+from imagegen.transport import deadline
 
 Next = Literal["create", "poll", "finalize", "fail", "done"]
 SWEPT_REASON = "the job was still open long after its deadline (its workflow never started or was lost)"
@@ -44,6 +52,32 @@ class StepState(BaseModel):
     # created a task we never heard of (a timeout, a 500): from then on the job never fails
     # over to another provider, so one job never has tasks on two providers.
     pinned: bool = False
+
+
+@dataclass
+class Sweep:
+    """What one sweep did: the jobs it failed, and those it could not (job id -> why)."""
+
+    failed: list[str] = field(default_factory=list)
+    unsweepable: dict[str, str] = field(default_factory=dict)
+
+
+Step = Callable[["JobWorkflow", StepState], StepState]
+
+
+def _fails_what_cannot_be_recorded(step: Step) -> Step:
+    """A step whose write the job's record cannot hold (an upstream's answer too large for it)
+    fails the job through the failure step, which writes the failure in place and announces it
+    (only the finalize and fail functions may publish)."""
+
+    @functools.wraps(step)
+    def guarded(self: JobWorkflow, state: StepState) -> StepState:
+        try:
+            return step(self, state)
+        except JobRecordRefused as refused:
+            return StepState(jobId=state.jobId, next="fail", reason=short_reason(refused.message))
+
+    return guarded
 
 
 class JobWorkflow:
@@ -72,6 +106,7 @@ class JobWorkflow:
         self.on_finished = on_finished  # e.g. the handler's metrics; called once per terminal job
 
     # --- create -------------------------------------------------------------------------------
+    @_fails_what_cannot_be_recorded
     def create(self, state: StepState) -> StepState:
         job = self._open_job(state, "deadline exceeded before the upstream task could be created")
         if isinstance(job, StepState):
@@ -83,20 +118,23 @@ class JobWorkflow:
             for slot in range(provider.task_count(request)):
                 if slot in recorded:
                     continue  # created by an earlier attempt: reuse it, never create twice
-                created = provider.create_task(request, slot)
+                with deadline(self._seconds_left(job)):
+                    created = provider.create_task(request, slot)
                 task = UpstreamTask(slot=slot, task_id=created.task_id)
                 if created.images:
                     task = self._store_inline_images(job, task, created.images)
                 job = self._record_task(job.job_id, provider.name, task)
+                if job.status.is_terminal:  # ended meanwhile: create nothing more for it
+                    return self._route(job, "done")
         except UpstreamTerminalError as exc:
             return self._fail(job, exc.message)
         except UpstreamTransientError as exc:
             pinned = state.pinned or not isinstance(exc, UpstreamUnavailableError)
-            job, _ = self.store.update(job.job_id, _count_create_attempt)
+            job, _ = self._update(job.job_id, _count_create_attempt)
             if job.create_attempts >= self.schedule.max_create_attempts:
                 successor = None if pinned or job.upstream_tasks else self._failover_target(provider, request)
                 if successor is not None:
-                    job, switched = self.store.update(job.job_id, lambda j: _switch_provider(j, successor))
+                    job, switched = self._update(job.job_id, lambda j: _switch_provider(j, successor))
                     if switched:
                         return self._route(job, "create")
                 reason = f"upstream kept failing after {job.create_attempts} attempts: {exc.message}"
@@ -134,10 +172,11 @@ class JobWorkflow:
             job.status = JobStatus.PROCESSING
             return job
 
-        job, _ = self.store.update(job_id, record)
+        job, _ = self._update(job_id, record)
         return job
 
     # --- poll ---------------------------------------------------------------------------------
+    @_fails_what_cannot_be_recorded
     def poll(self, state: StepState) -> StepState:
         job = self._open_job(state, "deadline exceeded: the upstream did not finish in time")
         if isinstance(job, StepState):
@@ -147,7 +186,8 @@ class JobWorkflow:
         try:
             for task in job.upstream_tasks:
                 if task.status is not JobStatus.COMPLETED:
-                    seen = provider.get_task(task.task_id)
+                    with deadline(self._seconds_left(job)):
+                        seen = provider.get_task(task.task_id)
                     updates[task.slot] = task.model_copy(
                         update={
                             "status": seen.status,
@@ -159,12 +199,12 @@ class JobWorkflow:
         except UpstreamTerminalError as exc:
             return self._fail(job, exc.message)
         except UpstreamTransientError as exc:
-            job, _ = self.store.update(job.job_id, _count_poll_error)
+            job, _ = self._update(job.job_id, _count_poll_error)
             if job.poll_errors > self.schedule.max_poll_errors:
                 return self._fail(job, f"upstream status kept failing: {exc.message}")
             backoff = self._backoff(job.poll_errors, exc.retry_after, floor=self._poll_interval(job))
             return self._wait_then(job, "poll", backoff)
-        job, _ = self.store.update(job.job_id, lambda j: _apply_poll(j, updates))
+        job, _ = self._update(job.job_id, lambda j: _apply_poll(j, updates))
         failed = [t for t in job.upstream_tasks if t.status is JobStatus.FAILED]
         if failed:
             return self._fail(job, failed[0].error or "the upstream task failed")
@@ -173,6 +213,7 @@ class JobWorkflow:
         return self._wait_then(job, "poll", self._poll_interval(job))
 
     # --- finalize -----------------------------------------------------------------------------
+    @_fails_what_cannot_be_recorded
     def finalize(self, state: StepState) -> StepState:
         """Copy every image into S3 under a deterministic key, then mark COMPLETED and announce
         it. Transient download errors propagate so the state machine's Retry runs again. No
@@ -189,31 +230,32 @@ class JobWorkflow:
                 keys.append(key)
         if not keys:
             return self._fail(job, "the upstream finished without any image")
-        job, changed = self.store.update(job.job_id, completed(keys, self.clock()))
-        if changed:
-            self._finished(job)
+        job, _ = self._update(job.job_id, completed(keys, self.clock()))
         return self._route(job, "done")
 
     # --- fail ---------------------------------------------------------------------------------
     def fail(self, state: StepState) -> StepState:
         """Record a failure decided by a step (`reason`) or caught by the state machine (`error`)."""
         reason = state.reason or _reason_from_catch(state.error)
-        job, changed = self.store.update(state.jobId, failed(reason, self.clock()))
-        if changed:
-            self._finished(job)
+        job, _ = self._update(state.jobId, failed(reason, self.clock()))
         return StepState(jobId=job.job_id, next="done", reason=job.error)
 
     # --- sweep --------------------------------------------------------------------------------
-    def sweep(self, limit: int = 100) -> list[str]:
+    def sweep(self, limit: int = 100) -> Sweep:
         """Fail (and so refund and announce) every job still open well past its deadline: the
-        backstop for a workflow that never started or was lost. Returns the jobs it failed."""
-        swept = []
+        backstop for a workflow that never started or was lost."""
+        sweep = Sweep()
         for job_id in self.store.overdue(self.clock(), limit):
-            job, changed = self.store.update(job_id, failed(SWEPT_REASON, self.clock()))
+            try:
+                _, changed = self._update(job_id, failed(SWEPT_REASON, self.clock()))
+            except Exception as exc:
+                # Whatever one job does (a record that cannot be read or written), the others
+                # are still swept; this one is reported, and alarmed on, by the caller.
+                sweep.unsweepable[job_id] = f"{type(exc).__name__}: {exc}"[:500]
+                continue
             if changed:
-                self._finished(job)
-                swept.append(job_id)
-        return swept
+                sweep.failed.append(job_id)
+        return sweep
 
     # --- helpers ------------------------------------------------------------------------------
     def _open_job(self, state: StepState, too_late: str | None) -> Job | StepState:
@@ -226,25 +268,37 @@ class JobWorkflow:
             return self._fail(job, too_late)
         return job
 
+    def _update(self, job_id: str, change: Change) -> tuple[Job, bool]:
+        """Every write of a step. The write that ended the job announces it: the workflow's
+        changes leave a terminal job alone, so a write that changed the job and left it
+        terminal is the one that ended it."""
+        job, changed = self.store.update(job_id, change)
+        if changed and job.status.is_terminal:
+            self._finished(job)
+        return job, changed
+
     def _finished(self, job: Job) -> None:
         """Once per job, by whichever step made it terminal: announce it, tell the observer."""
         self.events.publish(JobEvent.for_job(job, self.results.bucket))
         self.on_finished(job)
 
     def _fail(self, job: Job, reason: str) -> StepState:
-        return StepState(jobId=job.job_id, next="fail", reason=reason)
+        return StepState(jobId=job.job_id, next="fail", reason=short_reason(reason))
 
     def _route(self, job: Job, next_step: Next) -> StepState:
         return StepState(jobId=job.job_id, next=next_step)
 
     def _wait_then(self, job: Job, next_step: Next, seconds: float) -> StepState:
         # Never wait past the deadline: the step after the wait is the one that fails the job.
-        remaining = (job.deadline_at - self.clock()).total_seconds()
-        wait = max(0, min(math.ceil(seconds), math.ceil(max(remaining, 0))))
+        wait = max(0, min(math.ceil(seconds), math.ceil(max(self._seconds_left(job), 0))))
         return StepState(jobId=job.job_id, next=next_step, waitSeconds=wait)
 
     def _past_deadline(self, job: Job) -> bool:
         return self.clock() >= job.deadline_at
+
+    def _seconds_left(self, job: Job) -> float:
+        """Before the job's deadline; upstream calls wait no longer (imagegen.transport.deadline)."""
+        return (job.deadline_at - self.clock()).total_seconds()
 
     def _poll_interval(self, job: Job) -> float:
         return float(self.schedule.poll_interval_seconds)
@@ -255,7 +309,9 @@ class JobWorkflow:
         return max(self.jitter() * ceiling, retry_after or 0.0, floor)
 
 
-def _count_create_attempt(job: Job) -> Job:
+def _count_create_attempt(job: Job) -> Job | None:
+    if job.status.is_terminal:
+        return None
     job.create_attempts += 1
     return job
 
@@ -269,7 +325,9 @@ def _switch_provider(job: Job, name: str) -> Job | None:
     return job
 
 
-def _count_poll_error(job: Job) -> Job:
+def _count_poll_error(job: Job) -> Job | None:
+    if job.status.is_terminal:
+        return None
     job.poll_errors += 1
     return job
 

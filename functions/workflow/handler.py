@@ -77,9 +77,13 @@ def _count_outcome(job: Job) -> None:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(raise_on_empty_metrics=False)
 def sweep_overdue(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Scheduled: fail the jobs left open past their deadline (imagegen.jobs.OPEN_JOBS_INDEX)."""
-    swept = _workflow().sweep()
-    if swept:
-        logger.warning("failed jobs left open past their deadline", job_ids=swept)
-        metrics.add_metric(name="JobsSwept", unit=MetricUnit.Count, value=len(swept))
-    return {"failed": swept}
+    """Scheduled: fail the jobs left open past their deadline (imagegen.jobs.OPEN_JOBS_INDEX).
+    A job it cannot fail is skipped, logged and counted (JobsUnsweepable, alarmed on)."""
+    sweep = _workflow().sweep()
+    if sweep.failed:
+        logger.warning("failed jobs left open past their deadline", job_ids=sweep.failed)
+        metrics.add_metric(name="JobsSwept", unit=MetricUnit.Count, value=len(sweep.failed))
+    if sweep.unsweepable:
+        logger.error("open jobs past their deadline that could not be failed", jobs=sweep.unsweepable)
+        metrics.add_metric(name="JobsUnsweepable", unit=MetricUnit.Count, value=len(sweep.unsweepable))
+    return {"failed": sweep.failed, "unsweepable": sorted(sweep.unsweepable)}

@@ -263,3 +263,53 @@ def test_allowed_origins_get_the_cors_header_on_answers_and_errors(stack, output
         assert answer_headers(error)["Access-Control-Allow-Origin"] == ["https://app.example.com"]
         assert "Access-Control-Allow-Origin" not in answer_headers(stranger)
     assert "Access-Control-Allow-Origin" not in answer_headers(ok)  # CORS off by default
+
+
+def test_a_submit_whose_first_write_answer_was_lost_still_starts_its_workflow(stack, outputs):
+    """The PutItem lands but its answer is lost (a read timeout); botocore retries it and the retry
+    meets the record the first attempt wrote. That record is this request's own: it must start."""
+    from botocore.exceptions import ReadTimeoutError
+
+    from imagegen.runtime import services
+
+    client = services().jobs.table.meta.client
+    landed: list[Any] = []
+
+    def land_then_lose_the_answer(request: Any, **_: Any) -> None:
+        if not landed:
+            landed.append(client._endpoint.http_session.send(request))  # really written
+            raise ReadTimeoutError(endpoint_url=request.url)
+
+    client.meta.events.register("before-send.dynamodb.PutItem", land_then_lose_the_answer)
+    try:
+        status, body = call(with_key(load_event("api/generate_seed_example.json"), outputs["ApiKey"]))
+    finally:
+        client.meta.events.unregister("before-send.dynamodb.PutItem", land_then_lose_the_answer)
+
+    assert landed and status == 202
+    execution_arn = outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + ":" + body["jobId"]
+    execution = boto3.client("stepfunctions").describe_execution(executionArn=execution_arn)
+    assert json.loads(execution["input"]) == {"jobId": body["jobId"]}
+
+
+@pytest.mark.parametrize(
+    "urls",
+    [
+        ["http://127.0.0.1:9/" + "a" * 390_000],  # one URL just under DynamoDB's item limit
+        [f"http://127.0.0.1:9/{i}/" + "a" * 30_000 for i in range(16)],  # together far over it
+    ],
+    ids=["one-huge-url", "many-long-urls"],
+)
+def test_a_request_too_large_for_its_job_record_is_a_400_before_anything_is_stored(stack, outputs, urls):
+    table = boto3.resource("dynamodb").Table(outputs["JobsTable"])
+    jobs_before = table.scan(Select="COUNT")["Count"]
+    event = with_key(load_event("api/generate_seed_example.json"), outputs["ApiKey"])
+    event["body"] = json.dumps(
+        {"prompt": "edit", "model": "gpt-image-1.5", "gptImageParams": {"input_images": urls}}
+    )
+
+    status, body = call(event)
+
+    assert status == 400
+    assert_error_shape(body, "invalid_request")
+    assert table.scan(Select="COUNT")["Count"] == jobs_before

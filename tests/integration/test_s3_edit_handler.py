@@ -288,6 +288,12 @@ BAD_UPLOADS = {
         "the manifest is not valid JSON",
         [],
     ),
+    "manifest nested deeply": (
+        _manifest(b'{"prompt": "x", "images": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+        "invalid_request",
+        "the manifest is not valid JSON",
+        [],
+    ),
     "manifest invalid": (
         _manifest(
             json.dumps({"prompt": "", "images": [], "gptImageParams": {"aspectRatio": "3:2"}}).encode()

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from imagegen.jobs import JobStore
+from imagegen.jobs import OPEN_MARKER, SWEEP_AFTER, JobStore, _to_item
 from imagegen.lifecycle import new_job
-from imagegen.models import GenerateRequest, JobStatus, utc_now
+from imagegen.models import GenerateRequest, Job, JobStatus, utc_now
 from imagegen.runtime import dynamodb_resource
 from imagegen.settings import Settings
 from imagegen_infra import blueprint as bp
@@ -183,3 +183,104 @@ def test_every_log_line_of_a_step_names_its_job(stack):
     lines = [json.loads(line) for line in written.getvalue().splitlines()]
     assert lines, "the step logged nothing"
     assert {line.get("job_id") for line in lines} == {job_id}
+
+
+# --- records DynamoDB cannot hold ----------------------------------------------------------------
+def legacy_job(filler: int, **changes: Any) -> Job:
+    """A QUEUED job overdue for the sweep whose one input URL is `filler` characters long: the kind
+    of record written before requests were bounded."""
+    request = GenerateRequest(prompt="a quiet harbour", model="gpt-image-1.5")
+    job = new_job(request, owner="local-user", settings=Settings.from_environ())
+    job.params.input_images = ["https://images.example/" + "a" * filler]
+    job.deadline_at = utc_now() - timedelta(hours=2)
+    for name, value in changes.items():
+        setattr(job, name, value)
+    return job
+
+
+def put_legacy(job: Job) -> bool:
+    """Write the record as it is, bypassing every budget; False when DynamoDB refuses it."""
+    from botocore.exceptions import ClientError
+
+    try:
+        store().table.put_item(Item=_to_item(job))
+    except ClientError as exc:
+        assert exc.response["Error"]["Code"] == "ValidationException"
+        return False
+    return True
+
+
+def largest_legacy_job(**changes: Any) -> Job:
+    """The largest such record DynamoDB takes (by bisection, so it holds whatever DynamoDB counts):
+    not even the few bytes that fail it fit any more."""
+    low, high = 300_000, 420_000
+    job = legacy_job(low, **changes)
+    assert put_legacy(job)
+    while high - low > 1:
+        middle = (low + high) // 2
+        candidate = legacy_job(middle, job_id=job.job_id, **changes)
+        if put_legacy(candidate):
+            low, job = middle, candidate
+        else:
+            high = middle
+    return job
+
+
+def test_a_change_the_record_cannot_hold_is_refused_and_the_job_can_still_be_failed(stack):
+    from imagegen.errors import JobRecordRefused
+    from imagegen.lifecycle import failed
+    from imagegen.models import UpstreamTask
+
+    job_id = stored_job(status=JobStatus.PROCESSING)
+    before = store().get(job_id)
+
+    def record_absurd_task(job: Job) -> Job:
+        job.upstream_tasks.append(UpstreamTask(slot=0, task_id="t" * 300_000))
+        return job
+
+    with pytest.raises(JobRecordRefused) as refused:
+        store().update(job_id, record_absurd_task)
+    assert store().get(job_id) == before  # nothing written
+    ended, changed = store().update(job_id, failed(refused.value.message))  # what the fail step does
+
+    assert changed and ended == store().get(job_id)
+    assert ended.status is JobStatus.FAILED and ended.error == refused.value.message
+    item = store().table.get_item(Key={"job_id": job_id})["Item"]
+    assert OPEN_MARKER not in item and SWEEP_AFTER not in item  # out of the sweeper's index
+
+
+def test_a_record_boto3_cannot_serialize_is_refused(stack):
+    from imagegen.errors import JobRecordRefused
+
+    job_id = stored_job(status=JobStatus.PROCESSING)
+    before = store().get(job_id)
+
+    with pytest.raises(JobRecordRefused, match="could not be serialized"):
+        store().update(job_id, lambda job: job.model_copy(update={"progress": 10**40}))
+    assert store().get(job_id) == before
+
+
+def test_the_sweeper_skips_and_reports_a_job_it_cannot_fail_and_sweeps_the_rest(stack, capsys):
+    import json
+
+    import workflow.handler as handlers
+    from imagegen.workflow import SWEPT_REASON
+
+    unfixable = largest_legacy_job(deadline_at=utc_now() - timedelta(hours=3))  # swept first
+    oversized = legacy_job(330_000)  # over the record budget, with room to fail it
+    assert put_legacy(oversized)
+    abandoned = stored_job(deadline_at=utc_now() - timedelta(hours=1))
+    capsys.readouterr()
+    try:
+        answer = handlers.sweep_overdue({}, FakeLambdaContext(function_name=bp.SWEEPER_FUNCTION.name))
+
+        assert unfixable.job_id in answer["unsweepable"]
+        assert {oversized.job_id, abandoned} <= set(answer["failed"])
+        for job_id in (oversized.job_id, abandoned):
+            job = store().get(job_id)
+            assert (job.status, job.error, job.charged_credits) == (JobStatus.FAILED, SWEPT_REASON, 0)
+        assert store().get(unfixable.job_id).status is JobStatus.QUEUED
+        emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+        assert any(line.get("JobsUnsweepable") == [1.0] for line in emitted), emitted
+    finally:
+        store().table.delete_item(Key={"job_id": unfixable.job_id})  # not to alarm later tests' sweeps

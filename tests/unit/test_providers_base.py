@@ -12,6 +12,7 @@ from imagegen.errors import UpstreamTerminalError, UpstreamTransientError
 from imagegen.providers import PROVIDERS, provider_for
 from imagegen.providers.base import ProviderConfig, UpstreamUnavailableError, classify, retry_after_seconds
 from imagegen.settings import Settings
+from imagegen.transport import deadline
 
 REQUIRED = {
     "IMAGEGEN_JOBS_TABLE": "jobs",
@@ -166,3 +167,21 @@ def test_the_primary_and_repeats_in_the_failover_list_count_once():
 def test_a_provider_misconfiguration_fails_at_cold_start(name, value):
     with pytest.raises(RuntimeError, match="invalid imagegen configuration"):
         Settings.from_environ({**REQUIRED, name: value})
+
+
+def test_a_call_made_when_no_time_is_left_is_never_sent_and_permits_failover():
+    sent: list[httpx.Request] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={})
+
+    base = "https://apiframe.example"
+    client = httpx.Client(base_url=base, transport=httpx.MockTransport(upstream))
+    provider = provider_for("apiframe", ProviderConfig(base_url=base, api_key="k"), client)
+
+    with deadline(0), pytest.raises(UpstreamUnavailableError):
+        provider.send("GET", "/v2/jobs/x")
+    provider.send("GET", "/v2/jobs/x")  # outside a deadline: sent as configured
+
+    assert len(sent) == 1 and sent[0].extensions["timeout"] == client.timeout.as_dict()

@@ -178,6 +178,12 @@ def test_a_manifest_is_the_api_body_plus_input_keys():
         (b"{not json", "the manifest is not valid JSON", set()),
         (b"\xff\xfe", "the manifest is not valid JSON", set()),
         (b'["edits/inputs/a.png"]', "the manifest must be a JSON object", set()),
+        # 10 KB, under the 64 KiB limit, nested deeper than Python's JSON parser recurses
+        (
+            b'{"prompt": "x", "images": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+            "the manifest is not valid JSON",
+            set(),
+        ),
         (manifest(prompt=""), "the manifest is invalid", {"prompt"}),
         (manifest(images=[]), "the manifest is invalid", {"images"}),
         (

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from imagegen.errors import UpstreamTerminalError, UpstreamTransientError, UpstreamUnavailableError
 from imagegen.jobs import SWEEP_GRACE
 from imagegen.lifecycle import new_job
 from imagegen.models import GenerateRequest, GptImageParams, JobStatus
-from imagegen.providers.base import CreatedTask, InlineImage, TaskState
+from imagegen.providers.apiframe import ApiframeProvider
+from imagegen.providers.base import CreatedTask, InlineImage, ProviderConfig, TaskState
 from imagegen.settings import PollSchedule, Settings
 from imagegen.workflow import SWEPT_REASON, JobWorkflow, StepState
 from tests.fakes import Crash, InMemoryJobStore, InMemoryResults, RecordingEvents, ScriptedProvider
@@ -219,7 +221,103 @@ def test_the_sweeper_fails_only_jobs_open_long_past_their_deadline():
     world = World()
     late = World()
     world.store.create(late.job.model_copy(update={"job_id": "late", "deadline_at": NOW - SWEEP_GRACE * 2}))
-    assert world.flow.sweep() == ["late"]
+    assert world.flow.sweep().failed == ["late"]
     assert world.store.get("late").error == SWEPT_REASON
     assert world.job.status is JobStatus.QUEUED
     assert [e.jobId for e in world.events.published] == ["late"]
+
+
+# --- records that cannot hold a change ------------------------------------------------------------
+HUGE = "x" * 500_000  # over DynamoDB's 400 KB item limit on its own
+
+
+def test_a_task_the_record_cannot_hold_fails_the_job_and_creates_nothing_more():
+    world = World(number_of_images=3)
+    world.primary.tasks_per_request = 3
+    world.primary.creates = [CreatedTask("t-0"), CreatedTask(HUGE)]  # an upstream's absurd task id
+
+    routed = world.flow.create(world.state)
+
+    assert routed.next == "fail" and routed.reason is not None
+    assert routed.reason.startswith("the job could not be recorded") and len(routed.reason) < 300
+    assert [slot for _, slot in world.primary.created] == [0, 1]  # slot 2 was never created
+    assert world.events.published == []  # only the failure step announces
+    world.flow.fail(routed)
+    job = world.job
+    assert (job.status, job.error, job.charged_credits) == (JobStatus.FAILED, routed.reason, 0)
+    assert [t.task_id for t in job.upstream_tasks] == ["t-0"]  # the record as it was, failed
+    assert [e.type for e in world.events.published] == ["job.failed"] and world.finished == [job.job_id]
+
+
+def test_a_poll_answer_the_record_cannot_hold_fails_the_job():
+    world = World()
+    world.flow.create(world.state)
+    world.primary.polls = [TaskState(JobStatus.PROCESSING, 50, image_urls=[f"https://cdn.example/{HUGE}"])]
+
+    routed = world.flow.poll(world.state)
+    world.flow.fail(routed)
+
+    assert routed.next == "fail"
+    assert world.job.status is JobStatus.FAILED and "could not be recorded" in (world.job.error or "")
+    assert world.job.upstream_tasks[0].image_urls == []  # the answer was never written
+    assert len(world.events.published) == 1
+
+
+def test_an_upstream_message_of_any_length_fails_the_job_with_a_short_reason():
+    world = World()
+    world.primary.creates = [UpstreamTerminalError("scripted: " + HUGE)]
+
+    routed = world.flow.create(world.state)  # this state travels through Step Functions (256 KiB)
+    world.flow.fail(routed)
+
+    assert routed.reason is not None and len(routed.reason) <= 1000
+    assert world.job.status is JobStatus.FAILED and world.job.error == routed.reason
+    assert world.job.error.startswith("scripted: xxx")
+
+
+def test_the_sweeper_skips_a_job_it_cannot_fail_and_sweeps_the_others():
+    world = World()
+    for job_id, hours in (("stuck", 3), ("late", 2)):
+        world.store.create(
+            world.job.model_copy(
+                update={"job_id": job_id, "deadline_at": NOW - SWEEP_GRACE - timedelta(hours=hours)}
+            )
+        )
+    world.store.crash_when(lambda job: job.job_id == "stuck")  # the oldest: swept first
+
+    sweep = world.flow.sweep()
+
+    assert sweep.failed == ["late"] and list(sweep.unsweepable) == ["stuck"]
+    assert "Crash" in sweep.unsweepable["stuck"]
+    assert world.store.get("late").status is JobStatus.FAILED
+    assert world.store.get("stuck").status is JobStatus.QUEUED
+
+
+# --- the deadline bounds every upstream call ------------------------------------------------------
+def test_each_upstream_call_waits_at_most_the_time_left_before_the_deadline():
+    """A poll that starts 3 s before the deadline must not wait out a 20 s read timeout."""
+    timeouts: list[dict[str, float]] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        timeouts.append(request.extensions["timeout"])
+        if request.method == "POST":
+            return httpx.Response(200, json={"jobId": "up-1"})
+        return httpx.Response(200, json={"status": "PROCESSING", "progress": 10})
+
+    base = "https://apiframe.example"
+    config = ProviderConfig(base_url=base, api_key="k", timeout_seconds=20.0)
+    client = httpx.Client(
+        base_url=base, transport=httpx.MockTransport(upstream), timeout=config.timeout_seconds
+    )
+    world = World()
+    world.providers["scripted"] = world.providers["apiframe"] = ApiframeProvider(config, client)  # type: ignore[assignment]
+    world.store.update(
+        world.state.jobId, lambda j: j.model_copy(update={"deadline_at": NOW + timedelta(seconds=3)})
+    )
+
+    world.flow.create(world.state)
+    world.flow.poll(world.state)
+
+    assert len(timeouts) == 2
+    for timeout in timeouts:
+        assert all(0 < seconds <= 3 for seconds in timeout.values()), timeout

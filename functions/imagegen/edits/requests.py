@@ -6,7 +6,6 @@ exactly the reasons (and with the messages) a POST would be.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from email.header import decode_header, make_header
 from typing import Any, Literal
@@ -16,7 +15,7 @@ from pydantic import Field, ValidationError, field_validator
 from imagegen.edits.errors import UploadRejected
 from imagegen.edits.keys import INPUTS_PREFIX
 from imagegen.errors import validation_details
-from imagegen.models import MAX_INPUT_IMAGES, MODEL_ID, GenerateRequest, GptImageParams
+from imagegen.models import MAX_INPUT_IMAGES, MODEL_ID, GenerateRequest, GptImageParams, load_json
 
 MAX_MANIFEST_BYTES = 64 * 1024
 # Metadata names (x-amz-meta-<name>, `-` or `_`) that map onto gptImageParams.
@@ -88,7 +87,7 @@ class EditManifest(GenerateRequest):
 
 def parse_manifest(raw: bytes) -> EditManifest:
     try:
-        document = json.loads(raw.decode("utf-8"))
+        document = load_json(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise UploadRejected(f"the manifest is not valid JSON: {exc}") from None
     if not isinstance(document, dict):

@@ -23,7 +23,7 @@ import httpx
 
 from imagegen.errors import UpstreamTerminalError, UpstreamTransientError, UpstreamUnavailableError
 from imagegen.models import GptImageParams, JobStatus
-from imagegen.transport import is_transient_status, status_failure, transport_failure
+from imagegen.transport import bound_by_deadline, is_transient_status, status_failure, transport_failure
 
 MAX_INPUT_IMAGE_BYTES = 20 * 1024 * 1024  # per input image a provider fetches itself
 
@@ -95,10 +95,15 @@ class Provider(ABC):
 
     def __init__(self, config: ProviderConfig, client: httpx.Client | None = None) -> None:
         self.config = config
-        self.http = client or httpx.Client(
-            base_url=(config.base_url or self.default_base_url).rstrip("/"),
-            timeout=httpx.Timeout(config.timeout_seconds, connect=5.0),
-            follow_redirects=False,
+        # Every request of this client (the provider's API, the input images it fetches) waits
+        # at most the time left before the job's deadline (imagegen.transport.deadline).
+        self.http = bound_by_deadline(
+            client
+            or httpx.Client(
+                base_url=(config.base_url or self.default_base_url).rstrip("/"),
+                timeout=httpx.Timeout(config.timeout_seconds, connect=5.0),
+                follow_redirects=False,
+            )
         )
 
     @property

@@ -62,6 +62,11 @@ class Monitoring(Construct):
             "job executions hit the state machine timeout",
         )
         self._alarm("api-5xx", api_stage.metric_server_error(period=PERIOD), "the API answered 5XX")
+        self._alarm(
+            "jobs-unsweepable",
+            job_metric("JobsUnsweepable"),
+            "the sweeper found open jobs past their deadline that it could not fail: its log names them",
+        )
         for name, function in functions.items():
             self._alarm(f"{name}-errors", function.metric_errors(period=PERIOD), f"{name} raised errors")
             self._alarm(f"{name}-throttles", function.metric_throttles(period=PERIOD), f"{name} throttled")
