@@ -187,11 +187,12 @@ def test_every_log_line_of_a_step_names_its_job(stack):
 
 # --- records DynamoDB cannot hold ----------------------------------------------------------------
 def legacy_job(filler: int, **changes: Any) -> Job:
-    """A QUEUED job overdue for the sweep whose one input URL is `filler` characters long: the kind
-    of record written before requests were bounded."""
+    """A QUEUED job overdue for the sweep carrying `filler` characters more than a request may:
+    the kind of record written before requests were bounded. (In `origin`, which the model does
+    not bound on read: an over-long input URL would now make the record unreadable instead.)"""
     request = GenerateRequest(prompt="a quiet harbour", model="gpt-image-1.5")
     job = new_job(request, owner="local-user", settings=Settings.from_environ())
-    job.params.input_images = ["https://images.example/" + "a" * filler]
+    job.origin = {"legacy": "a" * filler}
     job.deadline_at = utc_now() - timedelta(hours=2)
     for name, value in changes.items():
         setattr(job, name, value)
