@@ -12,6 +12,7 @@ import pytest
 from imagegen_infra import blueprint as bp
 from imagegen_infra import bundling
 from tests.infra.cfn import only
+from tests.infra.conftest import STACK_ID
 
 pytestmark = pytest.mark.infra
 
@@ -59,7 +60,7 @@ def test_a_failed_build_says_why_and_keeps_no_half_layer(
 def _staged_asset(assembly: Any, code: dict[str, Any]) -> Path:
     """Where synthesis staged the asset a template's Code/Content points at (<hash>.zip)."""
     asset_hash = code["S3Key"].removesuffix(".zip")
-    manifest = json.loads((Path(assembly.directory) / "Imagegen.assets.json").read_text())
+    manifest = json.loads((Path(assembly.directory) / f"{STACK_ID}.assets.json").read_text())
     return Path(assembly.directory) / manifest["files"][asset_hash]["source"]["path"]
 
 
