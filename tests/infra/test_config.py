@@ -28,9 +28,25 @@ def test_cdk_json_runs_the_app_and_documents_every_setting_with_its_default() ->
     assert ours == DeployConfig.defaults()
 
 
-def test_the_deploy_guide_documents_every_setting() -> None:
+def test_the_deploy_guide_documents_every_setting_with_its_default_and_local_variable() -> None:
     guide = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text()
-    assert not [key for key in DeployConfig.context_keys() if f"| `{key}` |" not in guide]
+    rows = {
+        key: cells
+        for key, *cells in (
+            [cell.strip().strip("`") for cell in line.strip("|").split("|")]
+            for line in guide.splitlines()
+            if line.startswith("| `")
+        )
+    }
+    assert set(DeployConfig.context_keys()) <= set(rows), "undocumented settings"
+    for key, default in DeployConfig.defaults().items():
+        try:
+            documented = json.loads(rows[key][0])
+        except ValueError:
+            documented = rows[key][0]  # a plain word: apiframe, STANDARD
+        assert documented == default, key
+    for key in runtime_keys():  # the runtime settings' column `locally`: their IMAGEGEN_* variable
+        assert rows[key][1] == ENV_PREFIX + "_".join(_snake(key)).upper(), key
 
 
 def _local_settings_variables() -> set[str]:
