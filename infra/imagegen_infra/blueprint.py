@@ -67,17 +67,40 @@ class ScheduleSpec:
     name: str
     every_minutes: int
     target: FunctionSpec
+    retry_attempts: int = 2  # a failed run is simply repeated by the next one
+
+    @property
+    def expression(self) -> str:
+        return f"rate({self.every_minutes} minutes)"
 
 
 @dataclass(frozen=True)
 class DeadExecutionsSpec:
     """The EventBridge rule that hands the fail-job function every execution of the state machine
-    that ended outside the definition's own Catch (imagegen_infra.constructs.workflow)."""
+    that ended outside the definition's own Catch (imagegen_infra.constructs.workflow).
+
+    The target's input is a StepState (functions/imagegen/workflow.py) made of the event by an
+    input transformer: the execution's name is the job id."""
 
     name: str
     statuses: tuple[str, ...]
     target: FunctionSpec
     dead_letter_queue_name: str
+    retry_attempts: int = 8
+    max_event_age_seconds: int = 12 * 3600
+    input_paths: tuple[tuple[str, str], ...] = (
+        ("detail-name", "$.detail.name"),
+        ("detail-status", "$.detail.status"),
+    )
+    input_template: str = '{"jobId":<detail-name>,"reason":"the workflow execution ended <detail-status>"}'
+
+    def event_pattern(self, state_machine_arn: object) -> dict[str, object]:
+        """What the rule matches: a status change of one of `statuses`, of this state machine."""
+        return {
+            "source": ["aws.states"],
+            "detail-type": ["Step Functions Execution Status Change"],
+            "detail": {"stateMachineArn": [state_machine_arn], "status": list(self.statuses)},
+        }
 
 
 # Every function, by role; the deployment's prefix is put in front of each name.

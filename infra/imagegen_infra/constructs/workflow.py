@@ -101,36 +101,34 @@ class Workflow(Construct):
             "dead executions); cdk-nag recognises only DLQs of queues and functions. Nothing consumes "
             "it: an alarm watches it.",
         )
-        status = events.EventField.from_path("$.detail.status")
-        events.Rule(
+        pattern = rule.event_pattern(self.state_machine.state_machine_arn)
+        dead_executions = events.Rule(
             self,
             "DeadExecutions",
             rule_name=rule.name,
-            description=f"Fail the job of a {self.names.prefix} execution that timed out, was aborted "
+            description=f"{self.names.prefix}: fail the job of an execution that timed out, was aborted "
             "or failed",
             event_pattern=events.EventPattern(
-                source=["aws.states"],
-                detail_type=["Step Functions Execution Status Change"],
-                detail={
-                    "stateMachineArn": [self.state_machine.state_machine_arn],
-                    "status": list(rule.statuses),
-                },
+                source=pattern["source"],  # type: ignore[arg-type]
+                detail_type=pattern["detail-type"],  # type: ignore[arg-type]
+                detail=pattern["detail"],  # type: ignore[arg-type]
             ),
             targets=[
                 targets.LambdaFunction(
                     fail_job,
-                    # The shape of StepState (functions/imagegen/workflow.py).
-                    event=events.RuleTargetInput.from_object(
-                        {
-                            "jobId": events.EventField.from_path("$.detail.name"),
-                            "reason": f"the workflow execution ended {status}",
-                        }
-                    ),
                     dead_letter_queue=dead_letters,
-                    retry_attempts=8,
-                    max_event_age=Duration.hours(12),
+                    retry_attempts=rule.retry_attempts,
+                    max_event_age=Duration.seconds(rule.max_event_age_seconds),
                 )
             ],
+        )
+        # The blueprint's input transformer, as written there (the local stack applies the same):
+        # it makes a StepState (functions/imagegen/workflow.py) of the event.
+        cfn_rule = dead_executions.node.default_child
+        assert isinstance(cfn_rule, events.CfnRule)
+        cfn_rule.add_property_override(
+            "Targets.0.InputTransformer",
+            {"InputPathsMap": dict(rule.input_paths), "InputTemplate": rule.input_template},
         )
         return dead_letters
 
@@ -143,7 +141,7 @@ class Workflow(Construct):
             self,
             "SweepOverdueJobs",
             rule_name=schedule.name,
-            description=f"Fail {self.names.prefix} jobs left open long after their deadline",
-            schedule=events.Schedule.rate(Duration.minutes(schedule.every_minutes)),
-            targets=[targets.LambdaFunction(sweeper, retry_attempts=2)],
+            description=f"{self.names.prefix}: fail the jobs left open long after their deadline",
+            schedule=events.Schedule.expression(schedule.expression),
+            targets=[targets.LambdaFunction(sweeper, retry_attempts=schedule.retry_attempts)],
         )
