@@ -10,7 +10,7 @@ export PYTHONPATH := functions:infra
 # this variable, set to the Node major version, is what silences it (docs/deploy.md says so too).
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup demo local test test-fast synth lint format clean lock
+.PHONY: setup demo local test test-fast synth lint format clean lock diagrams
 
 # Exactly the pinned, hash-checked versions of locks/dev.txt, then the project itself (editable,
 # nothing more): two setups a month apart get the same packages.
@@ -51,6 +51,9 @@ test-fast: setup  ## everything but the CDK synthesis checks
 
 synth: setup  ## synthesize the CloudFormation template into cdk.out/ (offline, no AWS account)
 	$(BIN)/python infra/app.py
+
+diagrams: setup  ## regenerate docs/architecture.md's diagrams from the synthesized template
+	$(BIN)/python -m imagegen_infra.diagrams
 
 lint: setup
 	$(BIN)/ruff check functions infra tests
