@@ -45,8 +45,9 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class FunctionSpec:
-    """A Lambda function: its name, entry point and size. Functions invoked asynchronously (by
-    S3, SNS or EventBridge) have a dead-letter queue, named `dead_letter_queue_name`."""
+    """A Lambda function: its name, handler, timeout and memory, read by the function factory
+    (infra) and by the local stack, which register it alike. Functions invoked asynchronously
+    (by S3, SNS or EventBridge) have a dead-letter queue, named `dead_letter_queue_name`."""
 
     name: str
     handler: str
@@ -122,8 +123,9 @@ _FUNCTIONS = {
     "s3_edit": FunctionSpec(
         "s3-edit", "s3_edit.handler.lambda_handler", 60, 256, "Start edits from S3", dead_letter_queue=True
     ),
-    # Writes `<name>.result.json` / `.error.json` next to an upload once its job ends: subscribed
-    # to the events topic (filter: source = s3), so the workflow knows nothing of uploads.
+    # Writes `<name>.result.json` next to an upload once its job ends (the s3-edit function itself
+    # writes `.error.json` for a rejected upload, at once): subscribed to the events topic
+    # (filter: source = s3), so the workflow knows nothing of uploads.
     "s3_result": FunctionSpec(
         "s3-edit-result",
         "s3_edit.handler.write_result",
