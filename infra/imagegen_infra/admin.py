@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -27,9 +28,19 @@ from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 from imagegen.keys import KeyStore
 from imagegen_infra import blueprint as bp
 
+NO_REGION = "no AWS region: set AWS_REGION (or a profile's region) to the deployment's"
+
 
 class AdminError(Exception):
     """What went wrong, said so that the operator knows what to do."""
+
+
+def use_aws_region() -> None:
+    """boto3 reads AWS_DEFAULT_REGION but not AWS_REGION, which the CDK CLI and the AWS CLI read
+    (AWS_REGION first): honour it the same way, so one `export AWS_REGION=...` serves them all."""
+    region = os.environ.get("AWS_REGION")
+    if region:
+        boto3.setup_default_session(region_name=region)
 
 
 def stack_outputs(stage: str | None, client: Any = None) -> dict[str, str]:
@@ -39,7 +50,7 @@ def stack_outputs(stage: str | None, client: Any = None) -> dict[str, str]:
         client = client or boto3.client("cloudformation")
         [stack] = client.describe_stacks(StackName=stack_name)["Stacks"]
     except NoRegionError as exc:
-        raise AdminError("no AWS region: set AWS_REGION (or a profile's region) to the deployment's") from exc
+        raise AdminError(NO_REGION) from exc
     except ClientError as exc:
         region = client.meta.region_name
         raise AdminError(
@@ -76,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, resource: Any = None) -> int:
     args = build_parser().parse_args(argv)
+    use_aws_region()
 
     try:
         if args.command == "outputs":
@@ -92,6 +104,10 @@ def main(argv: Sequence[str] | None = None, resource: Any = None) -> int:
             raise AdminError(
                 f"could not store the key in {table}: {exc.response['Error']['Message']}"
             ) from exc
+        except NoRegionError as exc:
+            raise AdminError(NO_REGION) from exc
+        except BotoCoreError as exc:
+            raise AdminError(f"could not store the key in {table}: {exc}") from exc
     except AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

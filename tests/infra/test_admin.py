@@ -1,35 +1,98 @@
 """The operator CLI reads the deployed stack's outputs: it shows them, and creates API keys in
-the stack's own key table, printed once."""
+the stack's own key table, printed once.
+
+It runs as an operator runs it (`python -m imagegen_infra.admin ...`), against a moto server of
+its own process: moto's in-process mock would reset the backends the session's local stack
+serves from, wiping it for the tests after these.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from imagegen.keys import KeyStore
-from imagegen_infra import admin
 from imagegen_infra import blueprint as bp
 
 pytestmark = pytest.mark.infra
+REPO = Path(__file__).resolve().parents[2]
 REGION = "eu-west-1"
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "moto server did not start"
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):  # the local stack's, if a session started one
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_REGION", REGION)
-    with mock_aws():
-        yield boto3.resource("dynamodb", region_name=REGION)
+def aws(endpoint: str) -> Any:
+    """A fresh account on the test's moto server: a session and the DynamoDB resource."""
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    )
+    return session
 
 
-def deploy(stage: str | None) -> bp.Blueprint:
+def admin(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI, as documented, with the operator's region and credentials (moto's here)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMAGEGEN_"))}
+    env.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "PYTHONPATH": f"{REPO / 'functions'}:{REPO / 'infra'}",
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "imagegen_infra.admin", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def deploy(session: Any, endpoint: str, stage: str | None) -> bp.Blueprint:
     """A stack with the deployed one's name, key table and outputs (moto runs the template)."""
     names = bp.Blueprint.for_stage(stage)
     spec = names.api_keys_table
@@ -50,7 +113,7 @@ def deploy(stage: str | None) -> bp.Blueprint:
             "ApiUrl": {"Value": "https://abc.execute-api.eu-west-1.amazonaws.com/prod"},
         },
     }
-    boto3.client("cloudformation", region_name=REGION).create_stack(
+    session.client("cloudformation", endpoint_url=endpoint).create_stack(
         StackName=names.stack_name, TemplateBody=json.dumps(template)
     )
     return names
@@ -58,49 +121,55 @@ def deploy(stage: str | None) -> bp.Blueprint:
 
 @pytest.mark.parametrize("stage", [None, "dev"])
 def test_create_key_stores_a_hash_in_the_stacks_table_and_prints_the_key_once(
-    aws: Any, capsys: pytest.CaptureFixture[str], stage: str | None
+    aws: Any, endpoint: str, stage: str | None
 ) -> None:
-    names = deploy(stage)
-    deploy("other")  # another deployment in the same account and region is left alone
+    names = deploy(aws, endpoint, stage)
+    deploy(aws, endpoint, "other")  # another deployment in the same account and region is left alone
 
-    assert admin.main(["create-key", "--owner", "alice", *(["--stage", stage] if stage else [])]) == 0
+    done = admin(endpoint, "create-key", "--owner", "alice", *(["--stage", stage] if stage else []))
 
-    printed = capsys.readouterr()
-    key = printed.out.strip()
-    assert key.startswith("igk_") and "shown only this once" in printed.err
-    assert KeyStore(names.api_keys_table.name, resource=aws).authenticate(key).owner == "alice"
-    [item] = aws.Table(names.api_keys_table.name).scan()["Items"]
+    assert done.returncode == 0, done.stderr
+    key = done.stdout.strip()
+    assert key.startswith("igk_") and "shown only this once" in done.stderr
+    dynamodb = aws.resource("dynamodb", endpoint_url=endpoint)
+    assert KeyStore(names.api_keys_table.name, resource=dynamodb).authenticate(key).owner == "alice"
+    [item] = dynamodb.Table(names.api_keys_table.name).scan()["Items"]
     assert key not in item.values()  # only the hash is stored
-    assert aws.Table("imagegen-other-api-keys").scan()["Items"] == []
+    assert dynamodb.Table("imagegen-other-api-keys").scan()["Items"] == []
 
 
-def test_outputs_prints_the_stacks_outputs(aws: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    deploy("dev")
-    assert admin.main(["outputs", "--stage", "dev"]) == 0
-    assert json.loads(capsys.readouterr().out) == {
+def test_outputs_prints_the_stacks_outputs(aws: Any, endpoint: str) -> None:
+    deploy(aws, endpoint, "dev")
+    done = admin(endpoint, "outputs", "--stage", "dev")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
         "ApiKeysTable": "imagegen-dev-api-keys",
         "ApiUrl": "https://abc.execute-api.eu-west-1.amazonaws.com/prod",
     }
 
 
-def test_a_missing_stack_is_a_clear_error(aws: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    assert admin.main(["create-key", "--owner", "alice", "--stage", "dev"]) == 2
-    error = capsys.readouterr().err
-    assert error.startswith("error: no stack imagegen-dev in eu-west-1")
-    assert "Traceback" not in error
+def test_a_missing_stack_is_a_clear_error(aws: Any, endpoint: str) -> None:
+    done = admin(endpoint, "create-key", "--owner", "alice", "--stage", "dev")
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: no stack imagegen-dev in eu-west-1")
+    assert "Traceback" not in done.stderr
 
 
-def test_table_overrides_the_stack(aws: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    names = deploy("dev")
-    assert admin.main(["create-key", "--owner", "bob", "--table", names.api_keys_table.name]) == 0
-    key = capsys.readouterr().out.strip()
-    assert KeyStore(names.api_keys_table.name, resource=aws).authenticate(key).owner == "bob"
-    assert admin.main(["create-key", "--owner", "bob", "--table", "nope"]) == 2
-    assert "could not store the key in nope" in capsys.readouterr().err
+def test_table_overrides_the_stack(aws: Any, endpoint: str) -> None:
+    names = deploy(aws, endpoint, "dev")
+    done = admin(endpoint, "create-key", "--owner", "bob", "--table", names.api_keys_table.name)
+    assert done.returncode == 0, done.stderr
+    dynamodb = aws.resource("dynamodb", endpoint_url=endpoint)
+    assert (
+        KeyStore(names.api_keys_table.name, resource=dynamodb).authenticate(done.stdout.strip()).owner
+        == "bob"
+    )
+    refused = admin(endpoint, "create-key", "--owner", "bob", "--table", "nope")
+    assert refused.returncode == 2
+    assert "could not store the key in nope" in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_a_bad_stage_is_refused_before_any_call(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as refused:
-        admin.main(["outputs", "--stage", "Dev"])
-    assert refused.value.code == 2
-    assert "a stage is" in capsys.readouterr().err
+def test_a_bad_stage_is_refused_before_any_call(endpoint: str) -> None:
+    done = admin(endpoint, "outputs", "--stage", "Dev")
+    assert done.returncode == 2
+    assert "a stage is" in done.stderr
