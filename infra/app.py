@@ -2,6 +2,10 @@
 and `cdk deploy` run, see cdk.json). Offline: no credentials, no lookups, no Docker; the
 stack is environment-agnostic (account and region are CloudFormation pseudo parameters).
 
+One stack per synthesis: the deployment named by the `stage` context (`cdk deploy -c stage=dev`),
+whose construct id is its stack name, `imagegen` or `imagegen-<stage>`, so `cdk deploy imagegen`
+names it the way CloudFormation does.
+
 cdk-nag's AwsSolutions checks run on every synth: an unacknowledged finding fails it (and so
 `cdk deploy`), listing every finding.
 """
@@ -43,14 +47,18 @@ def build(context: Mapping[str, Any] | None = None, outdir: str | None = None) -
     merged = {**cdk_json_context(), **(context or {})}
     app = App(context=merged, outdir=outdir)
     config = DeployConfig.from_context(app.node.get_all_context())
+    names = bp.Blueprint.for_stage(config.stage)
     stack = ImagegenStack(
         app,
-        "Imagegen",
-        stack_name=bp.STACK_NAME,
+        names.stack_name,
+        stack_name=names.stack_name,
         config=config,
-        description="imagegen: serverless image-generation job service",
+        names=names,
+        description=f"{names.prefix}: serverless image-generation job service",
     )
     Tags.of(stack).add("project", bp.PREFIX)
+    if config.stage:
+        Tags.of(stack).add("stage", config.stage)
     Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
     return app, stack
 
@@ -70,4 +78,6 @@ def synth(
 
 if __name__ == "__main__":
     assembly = synth()
-    print(f"synthesized {bp.STACK_NAME} into {assembly.directory}")
+    if "CDK_OUTDIR" not in os.environ:  # run by hand (make synth); the CDK CLI reports for itself
+        names = ", ".join(stack.stack_name for stack in assembly.stacks)
+        print(f"synthesized {names} into {assembly.directory}")

@@ -3,7 +3,7 @@ of who may do what (each function's role gets exactly the actions its code perfo
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import Aws, CfnOutput, Fn, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -23,13 +23,10 @@ from imagegen_infra.constructs.data import Data
 from imagegen_infra.constructs.functions import FunctionFactory
 from imagegen_infra.constructs.monitoring import Monitoring
 from imagegen_infra.constructs.notifications import Notifications
-from imagegen_infra.constructs.secrets import ProviderSecret
+from imagegen_infra.constructs.secrets import ProviderSecrets
 from imagegen_infra.constructs.storage import Storage
 from imagegen_infra.constructs.workflow import Workflow, state_machine_arn
 
-# CloudFormation outputs are readable by anyone who can see the stack, so no key is one:
-# the ApiKey output tells how to create a key instead (printed once, stored only as a hash).
-CREATE_KEY_COMMAND = "PYTHONPATH=functions:infra python -m imagegen_infra.admin create-key --owner <you>"
 # Clients of the cloud stack use boto3's default endpoints (the local stack outputs moto's URL).
 DEFAULT_ENDPOINTS = "default"
 # What imagegen.jobs.JobStore and imagegen.keys.KeyStore call (no Scan, no deletes: TTL
@@ -41,15 +38,24 @@ IMAGE_KEYS = "images/*"
 
 
 class ImagegenStack(Stack):
+    """One deployment: every physical name comes from `names` (the stage's blueprint)."""
+
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: DeployConfig, **kwargs: object
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeployConfig,
+        names: bp.Blueprint,
+        **kwargs: object,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        self.names = names
         log_retention = logs.RetentionDays[config.log_retention_name]
-        data = Data(self, "Data")
-        storage = Storage(self, "Storage", config)
-        notifications = Notifications(self, "Notifications")
-        provider_secret = ProviderSecret(self, "ProviderSecret").secret
+        data = Data(self, "Data", names)
+        storage = Storage(self, "Storage", config, names)
+        notifications = Notifications(self, "Notifications", names)
+        provider_secrets = ProviderSecrets(self, "ProviderSecret", names, config.runtime.provider_chain)
 
         settings = config.settings(
             jobs_table=data.jobs_table.table_name,
@@ -57,32 +63,36 @@ class ImagegenStack(Stack):
             results_bucket=storage.results_bucket.bucket_name,
             uploads_bucket=storage.uploads_bucket.bucket_name,
             events_topic_arn=notifications.events_topic.topic_arn,
-            state_machine_arn=state_machine_arn(self),
-            provider_secret_id=provider_secret.secret_arn,
+            state_machine_arn=state_machine_arn(self, names),
+            provider_secret_id=provider_secrets.primary.secret_arn,
+            provider_secret_ids={
+                name: secret.secret_arn for name, secret in provider_secrets.failover.items()
+            },
         )
         factory = FunctionFactory(
             self,
             "Functions",
+            names=names,
             log_retention=log_retention,
             environment={
                 **settings.to_environ(),
-                "POWERTOOLS_SERVICE_NAME": bp.SERVICE_NAME,
+                "POWERTOOLS_SERVICE_NAME": names.service_name,
                 "POWERTOOLS_METRICS_NAMESPACE": bp.METRICS_NAMESPACE,
             },
         )
-        api_function = factory.create("Api", bp.API_FUNCTION)
-        create_task = factory.create("CreateTask", bp.CREATE_TASK_FUNCTION)
-        poll_task = factory.create("PollTask", bp.POLL_TASK_FUNCTION)
-        finalize_job = factory.create("FinalizeJob", bp.FINALIZE_FUNCTION)
-        # Invoked asynchronously too, by the backstop rule: failures of those calls are kept.
-        fail_job = factory.create("FailJob", bp.FAIL_FUNCTION, with_dead_letter_queue=True)
-        s3_edit = factory.create("S3Edit", bp.S3_EDIT_FUNCTION, with_dead_letter_queue=True)
-        s3_edit_result = factory.create("S3EditResult", bp.S3_RESULT_FUNCTION, with_dead_letter_queue=True)
-        sweeper = factory.create("SweepJobs", bp.SWEEPER_FUNCTION)
+        api_function = factory.create("Api", names.function("api"))
+        create_task = factory.create("CreateTask", names.function("create_task"))
+        poll_task = factory.create("PollTask", names.function("poll_task"))
+        finalize_job = factory.create("FinalizeJob", names.function("finalize"))
+        fail_job = factory.create("FailJob", names.function("fail"))
+        s3_edit = factory.create("S3Edit", names.function("s3_edit"))
+        s3_edit_result = factory.create("S3EditResult", names.function("s3_result"))
+        sweeper = factory.create("SweepJobs", names.function("sweeper"))
 
         workflow = Workflow(
             self,
             "Workflow",
+            names=names,
             config=config,
             log_retention=log_retention,
             steps={
@@ -93,7 +103,7 @@ class ImagegenStack(Stack):
             },
         )
         workflow.sweep_overdue_jobs_with(sweeper)
-        api = Api(self, "Api", handler=api_function, config=config, log_retention=log_retention)
+        api = Api(self, "Api", names=names, handler=api_function, config=config, log_retention=log_retention)
         storage.start_edits_with(s3_edit)
         notifications.events_topic.add_subscription(
             subscriptions.LambdaSubscription(
@@ -115,13 +125,14 @@ class ImagegenStack(Stack):
         _allow_table(api_function, keys, TABLE_READ)
         machine.grant_start_execution(api_function)
         _allow_objects(api_function, results, ["s3:GetObject"], IMAGE_KEYS, "presigned URLs of job images")
-        # create-task: call the provider; OpenAI answers with the images inline, stored here.
+        # create-task: call the provider (or a failover one); OpenAI answers with the images
+        # inline, stored here.
         _allow_table(create_task, jobs, TABLE_READ_WRITE)
-        provider_secret.grant_read(create_task)
+        provider_secrets.grant_read(create_task)
         _allow_objects(create_task, results, ["s3:PutObject"], IMAGE_KEYS, "images of each job")
-        # poll-task: ask the provider how its task is doing.
+        # poll-task: ask the provider of the job's task how it is doing.
         _allow_table(poll_task, jobs, TABLE_READ_WRITE)
-        provider_secret.grant_read(poll_task)
+        provider_secrets.grant_read(poll_task)
         # finalize-job: stream the images into the results bucket (multipart when large), announce.
         _allow_table(finalize_job, jobs, TABLE_READ_WRITE)
         _allow_objects(
@@ -173,37 +184,63 @@ class ImagegenStack(Stack):
             "answers next to an upload",
         )
 
+        dead_letter_queues = {
+            names.dead_executions_rule.dead_letter_queue_name: workflow.backstop_dead_letters,
+            **{
+                f"{name}-dlq": function.dead_letter_queue
+                for name, function in factory.functions.items()
+                if function.dead_letter_queue
+            },
+        }
+        if list(dead_letter_queues) != names.dead_letter_queues:
+            raise ValueError(f"dead-letter queues {list(dead_letter_queues)} are not the blueprint's")
         Monitoring(
             self,
             "Monitoring",
+            names=names,
             alarm_topic=notifications.alarms_topic,
             functions=factory.functions,
             state_machine=machine,
             api_stage=api.stage,
-            dead_letter_queues={
-                f"{bp.PREFIX}-backstop-dlq": workflow.backstop_dead_letters,
-                **{
-                    f"{name}-dlq": function.dead_letter_queue
-                    for name, function in factory.functions.items()
-                    if function.dead_letter_queue
-                },
-            },
+            dead_letter_queues=dead_letter_queues,
         )
 
+        # What an operator needs, described in docs/deploy.md ("Stack outputs") and read by
+        # `python -m imagegen_infra.admin outputs`.
         outputs = {
-            "ApiUrl": api.url,
-            "ApiKey": CREATE_KEY_COMMAND,
-            "ResultsBucket": results.bucket_name,
-            "UploadsBucket": uploads.bucket_name,
-            "JobsTable": jobs.table_name,
-            "EventsTopicArn": topic.topic_arn,
-            "StateMachineArn": machine.state_machine_arn,
-            "AwsEndpointUrl": DEFAULT_ENDPOINTS,
+            "ApiUrl": (api.url, "the API's base URL: POST /v2/images/generate, GET /v2/jobs/{id}"),
+            "ResultsBucket": (results.bucket_name, "generated images, images/<job id>/<n>.<format>"),
+            "UploadsBucket": (uploads.bucket_name, f"S3-triggered edits: upload under {bp.EDITS_PREFIX}"),
+            "JobsTable": (jobs.table_name, "the job records"),
+            "EventsTopicArn": (topic.topic_arn, "job.completed / job.failed events: subscribe here"),
+            "StateMachineArn": (machine.state_machine_arn, "the job workflow; one execution per job"),
+            "AwsEndpointUrl": (DEFAULT_ENDPOINTS, "AWS's own endpoints (the local stack: moto's URL)"),
+            # CloudFormation outputs are readable by anyone who can see the stack, so no key is
+            # one: this says how to create a key (printed once, stored only as a hash).
+            "CreateApiKeyCommand": (names.create_key_command(), "creates an API key, printed once"),
+            "ApiKeysTable": (keys.table_name, "the API keys, stored as SHA-256 hashes"),
+            "AlarmsTopicArn": (
+                notifications.alarms_topic.topic_arn,
+                "every alarm publishes here: subscribe an email address or a pager",
+            ),
+            "DeadLetterQueueUrls": (
+                Fn.join(",", [queue.queue_url for queue in dead_letter_queues.values()]),
+                "events no function could handle, kept 14 days (comma-separated)",
+            ),
+            "ProviderSecrets": (
+                ",".join(f"{name}={secret}" for name, secret in provider_secrets.secret_names.items()),
+                "provider=secret name: put each provider's API key there",
+            ),
+            "DashboardUrl": (
+                f"https://{Aws.REGION}.console.{Aws.URL_SUFFIX}/cloudwatch/home?region={Aws.REGION}"
+                f"#dashboards:name={names.dashboard}",
+                "the CloudWatch dashboard: jobs, latency, executions, API, errors, queues",
+            ),
         }
-        if tuple(outputs) != bp.OUTPUT_KEYS:
-            raise ValueError(f"outputs must be exactly blueprint.OUTPUT_KEYS, not {list(outputs)}")
-        for key, value in outputs.items():
-            CfnOutput(self, key, value=value)
+        if tuple(outputs) != bp.CLOUD_OUTPUT_KEYS:
+            raise ValueError(f"outputs must be exactly blueprint.CLOUD_OUTPUT_KEYS, not {list(outputs)}")
+        for key, (value, description) in outputs.items():
+            CfnOutput(self, key, value=value, description=description)
 
 
 def _allow_table(

@@ -49,3 +49,24 @@ def role_statements(template: dict[str, Any], function_name: str) -> list[dict[s
 def actions_of(statement: dict[str, Any]) -> list[str]:
     action = statement["Action"]
     return action if isinstance(action, list) else [action]
+
+
+def render(value: Any, account: str = "<account>", region: str = "<region>") -> Any:
+    """A property value as text: pseudo parameters by the given values, a reference to another
+    resource as `<LogicalId>` (or `<LogicalId.Attribute>`), joins joined."""
+    if isinstance(value, dict) and len(value) == 1:
+        [(function, argument)] = value.items()
+        if function == "Ref":
+            return {"AWS::AccountId": account, "AWS::Region": region, "AWS::URLSuffix": "amazonaws.com"}.get(
+                argument, f"<{argument}>"
+            )
+        if function == "Fn::GetAtt":
+            return f"<{argument[0]}.{argument[1]}>"
+        if function == "Fn::Join":
+            separator, parts = argument
+            return separator.join(str(render(part, account, region)) for part in parts)
+    if isinstance(value, dict):
+        return {key: render(item, account, region) for key, item in value.items()}
+    if isinstance(value, list):
+        return [render(item, account, region) for item in value]
+    return value

@@ -26,6 +26,6 @@ def test_deployed_definition_is_the_local_one(template: dict[str, Any]) -> None:
         fake_arns[name] = f"arn:aws:lambda:us-east-1:123456789012:function:{spec.name}"
 
     deployed = render(machine["DefinitionString"], fake_arns)
-    local = render(definition_json(DeployConfig().job_deadline_seconds), fake_arns)
+    local = render(definition_json(DeployConfig().runtime.job_deadline_seconds), fake_arns)
     assert deployed == local
     assert json.loads(deployed)["StartAt"] == "CreateTask"

@@ -152,7 +152,7 @@ def test_function_environment_is_settings_plus_powertools_and_holds_no_secret(
     # What the functions will parse at cold start: tokens stand in for names resolved at deploy.
     plain = {name: value if isinstance(value, str) else "resolved-at-deploy" for name, value in env.items()}
     settings = Settings.from_environ(plain)
-    assert settings.job_deadline_seconds == DEFAULTS.job_deadline_seconds
+    assert settings.job_deadline_seconds == DEFAULTS.runtime.job_deadline_seconds
     assert settings.record_retention_days == DEFAULTS.result_retention_days
     assert settings.allow_loopback_urls is False
     assert not [name for name in env if re.search(r"(?<!SECRET_)(KEY|PASSWORD|TOKEN)$", name)]
@@ -338,7 +338,7 @@ def test_state_machine_logs_everything_traces_and_times_out(template: dict[str, 
     assert machine["LoggingConfiguration"]["IncludeExecutionData"] is True
     assert machine["TracingConfiguration"] == {"Enabled": True}
     definition = json.loads(machine["DefinitionString"])
-    assert definition["TimeoutSeconds"] == DEFAULTS.job_deadline_seconds + EXECUTION_MARGIN_SECONDS
+    assert definition["TimeoutSeconds"] == DEFAULTS.runtime.job_deadline_seconds + EXECUTION_MARGIN_SECONDS
     assert all(
         "TimeoutSeconds" in state for state in definition["States"].values() if state["Type"] == "Task"
     )
@@ -444,8 +444,13 @@ def test_dashboard_shows_the_job_metrics_our_functions_emit(template: dict[str, 
 # --- outputs and portability --------------------------------------------------------------------
 def test_outputs_are_the_blueprint_keys_and_leak_no_key(template: dict[str, Any]) -> None:
     outputs = template["Outputs"]
-    assert tuple(outputs) == bp.OUTPUT_KEYS
-    assert "create-key" in outputs["ApiKey"]["Value"]  # how to make a key, never a key
+    assert tuple(outputs) == bp.CLOUD_OUTPUT_KEYS
+    assert set(bp.OUTPUT_KEYS) <= set(outputs)  # the keys local-stack.json has too
+    assert "ApiKey" not in outputs  # a key locally; in the cloud no key is ever an output
+    assert (
+        outputs["CreateApiKeyCommand"]["Value"] == "python -m imagegen_infra.admin create-key --owner <you>"
+    )
+    assert all(output.get("Description") for output in outputs.values())
     assert outputs["AwsEndpointUrl"]["Value"] == "default"
     assert outputs["ApiUrl"]["Value"]["Fn::Join"][1][-1] == f"/{bp.API_STAGE}"
 

@@ -74,6 +74,7 @@ class Api(Construct):
         scope: Construct,
         construct_id: str,
         *,
+        names: bp.Blueprint,
         handler: lambda_.IFunction,
         config: DeployConfig,
         log_retention: logs.RetentionDays,
@@ -82,14 +83,15 @@ class Api(Construct):
         access_logs = logs.LogGroup(
             self,
             "AccessLogs",
+            log_group_name=names.api_access_log_group,
             retention=log_retention,
             removal_policy=RemovalPolicy.DESTROY,
         )
         self.rest_api = apigw.RestApi(
             self,
             "RestApi",
-            rest_api_name=bp.API_NAME,
-            description="imagegen: submit image generations, read jobs",
+            rest_api_name=names.api_name,
+            description=f"{names.prefix}: submit image generations, read jobs",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             # Execution logs (errors only) need the account's API Gateway logging role; CDK keeps
             # it when the stack is deleted, as other APIs of the account may rely on it.
@@ -107,7 +109,7 @@ class Api(Construct):
             ),
         )
         self.stage = self.rest_api.deployment_stage
-        # The stack's outputs are exactly blueprint.OUTPUT_KEYS (ApiUrl is the stage URL).
+        # The stack's outputs are exactly blueprint.CLOUD_OUTPUT_KEYS (ApiUrl is the stage URL).
         self.rest_api.node.try_remove_child("Endpoint")
         self.url = (
             f"https://{self.rest_api.rest_api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}/{bp.API_STAGE}"
@@ -120,10 +122,11 @@ class Api(Construct):
         generate = v2.add_resource("images").add_resource("generate")
         job = v2.add_resource("jobs").add_resource("{id}")
         methods = [generate.add_method("POST", integration), job.add_method("GET", integration)]
-        if config.cors_allow_origins:
+        cors_allow_origins = config.runtime.cors_allow_origins
+        if cors_allow_origins:
             methods += [
                 resource.add_cors_preflight(
-                    allow_origins=config.cors_allow_origins,
+                    allow_origins=cors_allow_origins,
                     allow_methods=[method],
                     allow_headers=["Content-Type", "X-API-Key", "Idempotency-Key"],
                 )
@@ -133,7 +136,7 @@ class Api(Construct):
             acknowledge(method, "APIG4", NO_GATEWAY_AUTHORIZER)
             acknowledge(method, "COG4", NO_GATEWAY_AUTHORIZER)
 
-        self._rewrite_gateway_responses(config.cors_allow_origins)
+        self._rewrite_gateway_responses(cors_allow_origins)
         self._acknowledge_findings()
 
     def _rewrite_gateway_responses(self, cors_allow_origins: list[str]) -> None:

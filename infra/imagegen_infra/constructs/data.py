@@ -10,10 +10,10 @@ from imagegen_infra import blueprint as bp
 
 
 class Data(Construct):
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, names: bp.Blueprint) -> None:
         super().__init__(scope, construct_id)
-        self.jobs_table = _table(self, "JobsTable", bp.JOBS_TABLE)
-        self.api_keys_table = _table(self, "ApiKeysTable", bp.API_KEYS_TABLE)
+        self.jobs_table = _table(self, "JobsTable", names.jobs_table)
+        self.api_keys_table = _table(self, "ApiKeysTable", names.api_keys_table)
 
 
 def _table(scope: Construct, construct_id: str, spec: bp.TableSpec) -> dynamodb.Table:

@@ -21,7 +21,8 @@ from imagegen_infra.constructs.acknowledge import acknowledge
 from imagegen_infra.constructs.queues import dead_letter_queue
 
 RUNTIME = lambda_.Runtime(bp.LAMBDA_RUNTIME, lambda_.RuntimeFamily.PYTHON)
-ARCHITECTURE = lambda_.Architecture.ARM_64  # Graviton: cheaper per GB-s than x86
+# Graviton: cheaper per GB-s than x86.
+ARCHITECTURE = {"arm64": lambda_.Architecture.ARM_64}[bp.LAMBDA_ARCHITECTURE]
 
 
 class FunctionFactory(Construct):
@@ -30,10 +31,12 @@ class FunctionFactory(Construct):
         scope: Construct,
         construct_id: str,
         *,
+        names: bp.Blueprint,
         environment: Mapping[str, str],
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.names = names
         self.environment = dict(environment)
         self.log_retention = log_retention
         self.functions: dict[str, lambda_.Function] = {}  # by function name
@@ -42,7 +45,7 @@ class FunctionFactory(Construct):
         self.dependencies = lambda_.LayerVersion(
             self,
             "Dependencies",
-            description="imagegen runtime dependencies (pyproject [project].dependencies)",
+            description=f"{names.prefix} runtime dependencies (locks/layer.txt)",
             code=lambda_.Code.from_asset(
                 str(built.path), asset_hash=built.inputs_hash, asset_hash_type=AssetHashType.CUSTOM
             ),
@@ -50,16 +53,14 @@ class FunctionFactory(Construct):
             compatible_architectures=[ARCHITECTURE],
         )
 
-    def create(
-        self, construct_id: str, spec: bp.FunctionSpec, *, with_dead_letter_queue: bool = False
-    ) -> lambda_.Function:
+    def create(self, construct_id: str, spec: bp.FunctionSpec) -> lambda_.Function:
         """A function with its own role (allowed only to write its own logs and traces until
         the stack grants more) and its own log group. Asynchronously invoked functions get a
-        dead-letter queue for the events they could not handle."""
+        dead-letter queue for the events they could not handle (spec.dead_letter_queue)."""
         log_group = logs.LogGroup(
             self,
             f"{construct_id}Logs",
-            log_group_name=f"/aws/lambda/{spec.name}",
+            log_group_name=self.names.function_log_group(spec),
             retention=self.log_retention,
             # Logs expire anyway; a retained named group would block the next deploy.
             removal_policy=RemovalPolicy.DESTROY,
@@ -91,8 +92,8 @@ class FunctionFactory(Construct):
             system_log_level_v2=lambda_.SystemLogLevel.WARN,
             tracing=lambda_.Tracing.ACTIVE,
             dead_letter_queue=(
-                dead_letter_queue(self, f"{construct_id}DeadLetters", f"{spec.name}-dlq")
-                if with_dead_letter_queue
+                dead_letter_queue(self, f"{construct_id}DeadLetters", spec.dead_letter_queue_name)
+                if spec.dead_letter_queue_name
                 else None
             ),
         )

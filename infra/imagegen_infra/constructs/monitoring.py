@@ -20,14 +20,13 @@ from imagegen_infra import blueprint as bp
 PERIOD = Duration.minutes(5)
 # The metrics the functions emit (Powertools EMF): namespace and its default `service` dimension.
 JOB_METRICS = ("JobsSubmitted", "JobsCompleted", "JobsFailed")
-JOB_DIMENSIONS = {"service": bp.SERVICE_NAME}
 
 
-def job_metric(name: str, statistic: str = cw.Stats.SUM, label: str | None = None) -> cw.Metric:
+def job_metric(service: str, name: str, statistic: str = cw.Stats.SUM, label: str | None = None) -> cw.Metric:
     return cw.Metric(
         namespace=bp.METRICS_NAMESPACE,
         metric_name=name,
-        dimensions_map=JOB_DIMENSIONS,
+        dimensions_map={"service": service},
         statistic=statistic,
         period=PERIOD,
         label=label,
@@ -40,6 +39,7 @@ class Monitoring(Construct):
         scope: Construct,
         construct_id: str,
         *,
+        names: bp.Blueprint,
         alarm_topic: sns.ITopic,
         functions: Mapping[str, lambda_.IFunction],
         state_machine: sfn.StateMachine,
@@ -48,6 +48,7 @@ class Monitoring(Construct):
     ) -> None:
         """`functions` and `dead_letter_queues` are keyed by resource name (used in alarm names)."""
         super().__init__(scope, construct_id)
+        self.names = names
         self._action = cw_actions.SnsAction(alarm_topic)
         self.alarms: list[cw.Alarm] = []
 
@@ -64,7 +65,7 @@ class Monitoring(Construct):
         self._alarm("api-5xx", api_stage.metric_server_error(period=PERIOD), "the API answered 5XX")
         self._alarm(
             "jobs-unsweepable",
-            job_metric("JobsUnsweepable"),
+            job_metric(names.service_name, "JobsUnsweepable"),
             "the sweeper found open jobs past their deadline that it could not fail: its log names them",
         )
         for name, function in functions.items():
@@ -83,7 +84,8 @@ class Monitoring(Construct):
         alarm = cw.Alarm(
             self,
             name,
-            alarm_name=f"{bp.PREFIX}-{name}" if not name.startswith(bp.PREFIX) else name,
+            # Names of functions and queues already carry the prefix.
+            alarm_name=name if name.startswith(f"{self.names.prefix}-") else self.names.alarm_name(name),
             alarm_description=description,
             metric=metric,
             threshold=1,
@@ -101,15 +103,16 @@ class Monitoring(Construct):
         api_stage: apigw.Stage,
         dead_letter_queues: Mapping[str, sqs.IQueue],
     ) -> None:
-        dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=bp.DASHBOARD)
+        dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=self.names.dashboard)
+        service = self.names.service_name
         dashboard.add_widgets(
-            cw.GraphWidget(title="Jobs", width=12, left=[job_metric(name) for name in JOB_METRICS]),
+            cw.GraphWidget(title="Jobs", width=12, left=[job_metric(service, name) for name in JOB_METRICS]),
             cw.GraphWidget(
                 title="Job latency, submit to end (s)",
                 width=12,
                 left=[
-                    job_metric("JobLatency", cw.Stats.percentile(50), "p50"),
-                    job_metric("JobLatency", cw.Stats.percentile(90), "p90"),
+                    job_metric(service, "JobLatency", cw.Stats.percentile(50), "p50"),
+                    job_metric(service, "JobLatency", cw.Stats.percentile(90), "p90"),
                 ],
             ),
         )

@@ -13,15 +13,15 @@ from imagegen_infra import blueprint as bp
 
 
 class Notifications(Construct):
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, names: bp.Blueprint) -> None:
         super().__init__(scope, construct_id)
         # A CMK rather than aws/sns: the AWS-managed key's policy cannot be edited, so CloudWatch
         # alarms could not publish to a topic encrypted with it.
         self.key = kms.Key(
             self,
             "TopicsKey",
-            alias=f"alias/{bp.PREFIX}-topics",
-            description="Encrypts the imagegen SNS topics (job events, alarms)",
+            alias=names.topics_key_alias,
+            description=f"Encrypts the {names.prefix} SNS topics (job events, alarms)",
             enable_key_rotation=True,
             pending_window=Duration.days(7),
             # The topics go with the stack, and with them the need for their key.
@@ -37,8 +37,8 @@ class Notifications(Construct):
                 resources=["*"],  # in a key policy, "*" is this key
             )
         )
-        self.events_topic = self._topic("EventsTopic", bp.EVENTS_TOPIC, "imagegen job events")
-        self.alarms_topic = self._topic("AlarmsTopic", bp.ALARMS_TOPIC, "imagegen alarms")
+        self.events_topic = self._topic("EventsTopic", names.events_topic, f"{names.prefix} job events")
+        self.alarms_topic = self._topic("AlarmsTopic", names.alarms_topic, f"{names.prefix} alarms")
 
     def _topic(self, construct_id: str, name: str, display_name: str) -> sns.Topic:
         return sns.Topic(

@@ -17,31 +17,34 @@ NOTIFICATIONS_HANDLER_ID = "BucketNotificationsHandler050a0587b7544547bf325f094a
 
 
 class Storage(Construct):
-    def __init__(self, scope: Construct, construct_id: str, config: DeployConfig) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, config: DeployConfig, names: bp.Blueprint
+    ) -> None:
         super().__init__(scope, construct_id)
         # Receives the other buckets' server access logs, and logs nothing itself: it would log
         # its own log deliveries without end (cdk-nag accepts a log target without logs).
         self.access_logs_bucket = _bucket(
-            self, "AccessLogsBucket", "access-logs", retention_days=config.log_retention_days
+            self, "AccessLogsBucket", names, "access-logs", retention_days=config.log_retention_days
         )
         # Results are read through presigned URLs signed by the API role: SSE-S3 keeps those
         # working without granting KMS to every reader.
         self.results_bucket = _bucket(
             self,
             "ResultsBucket",
+            names,
             "results",
             retention_days=config.result_retention_days,
             access_logs=self.access_logs_bucket,
         )
-        # Versioned: an S3 event names the object version, so a redelivered event (same key and
-        # version) is recognised and does not start a second job.
+        # Versioned (blueprint.VERSIONED_BUCKETS): an S3 event names the object version, so a
+        # redelivered event (same key and version) is recognised and does not start a second job.
         self.uploads_bucket = _bucket(
             self,
             "UploadsBucket",
+            names,
             "uploads",
             retention_days=config.upload_retention_days,
             access_logs=self.access_logs_bucket,
-            versioned=True,
         )
 
     def start_edits_with(self, handler: lambda_.IFunction) -> None:
@@ -66,17 +69,18 @@ class Storage(Construct):
 def _bucket(
     scope: Construct,
     construct_id: str,
+    names: bp.Blueprint,
     purpose: str,
     *,
     retention_days: int,
     access_logs: s3.IBucket | None = None,
-    versioned: bool = False,
 ) -> s3.Bucket:
     expiry = Duration.days(retention_days)
+    versioned = purpose in bp.VERSIONED_BUCKETS
     return s3.Bucket(
         scope,
         construct_id,
-        bucket_name=bp.bucket_name(purpose, Aws.ACCOUNT_ID, Aws.REGION),
+        bucket_name=names.bucket_name(purpose, Aws.ACCOUNT_ID, Aws.REGION),
         block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
         object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
         # Server access logs can only be delivered to an SSE-S3 bucket; the others match it.

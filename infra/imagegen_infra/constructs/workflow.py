@@ -21,18 +21,14 @@ from imagegen_infra.constructs.acknowledge import acknowledge
 from imagegen_infra.constructs.queues import dead_letter_queue
 from imagegen_infra.workflow_definition import definition_json
 
-# Outcomes the definition cannot catch itself: the execution timed out, was stopped, or failed
-# (including when recording the failure failed: FailureNotRecorded).
-DEAD_EXECUTION_STATUSES = ["FAILED", "TIMED_OUT", "ABORTED"]
 
-
-def state_machine_arn(scope: Construct) -> str:
-    """The machine's ARN from its fixed name: the functions' environment needs it, and taking
-    it from the machine would make a cycle (the machine references the functions)."""
+def state_machine_arn(scope: Construct, names: bp.Blueprint) -> str:
+    """The machine's ARN from its name: the functions' environment needs it, and taking it from
+    the machine would make a cycle (the machine references the functions)."""
     return Stack.of(scope).format_arn(
         service="states",
         resource="stateMachine",
-        resource_name=bp.STATE_MACHINE,
+        resource_name=names.state_machine,
         arn_format=ArnFormat.COLON_RESOURCE_NAME,
     )
 
@@ -43,28 +39,31 @@ class Workflow(Construct):
         scope: Construct,
         construct_id: str,
         *,
+        names: bp.Blueprint,
         config: DeployConfig,
         steps: Mapping[str, lambda_.IFunction],
         log_retention: logs.RetentionDays,
     ) -> None:
-        """`steps` maps each name of blueprint.WORKFLOW_FUNCTIONS to its function."""
+        """`steps` maps each name of Blueprint.workflow_functions to its function."""
         super().__init__(scope, construct_id)
-        if set(steps) != set(bp.WORKFLOW_FUNCTIONS):
+        if set(steps) != set(names.workflow_functions):
             raise ValueError(f"steps {sorted(steps)} are not blueprint.WORKFLOW_FUNCTIONS")
+        self.names = names
         log_group = logs.LogGroup(
             self,
             "Logs",
-            # The prefix AWS recommends for vended logs: keeps the account's log resource policy short.
-            log_group_name=f"/aws/vendedlogs/states/{bp.STATE_MACHINE}",
+            log_group_name=names.state_machine_log_group,
             retention=log_retention,
             removal_policy=RemovalPolicy.DESTROY,
         )
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
-            state_machine_name=bp.STATE_MACHINE,
+            state_machine_name=names.state_machine,
             state_machine_type=sfn.StateMachineType[config.workflow_type],
-            definition_body=sfn.DefinitionBody.from_string(definition_json(config.job_deadline_seconds)),
+            definition_body=sfn.DefinitionBody.from_string(
+                definition_json(config.runtime.job_deadline_seconds)
+            ),
             definition_substitutions={name: function.function_arn for name, function in steps.items()},
             # Execution data is a job id and a routing decision (StepState), never keys or images.
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
@@ -93,7 +92,8 @@ class Workflow(Construct):
         Step Functions' status-change event hands the fail-job function the execution name (the
         job id) and the status, so no job stays QUEUED or PROCESSING. Recording is idempotent:
         a job already terminal is left as it is."""
-        dead_letters = dead_letter_queue(self, "BackstopDeadLetters", f"{bp.PREFIX}-backstop-dlq")
+        rule = self.names.dead_executions_rule
+        dead_letters = dead_letter_queue(self, "BackstopDeadLetters", rule.dead_letter_queue_name)
         acknowledge(
             dead_letters,
             "SQS3",
@@ -101,34 +101,34 @@ class Workflow(Construct):
             "dead executions); cdk-nag recognises only DLQs of queues and functions. Nothing consumes "
             "it: an alarm watches it.",
         )
-        status = events.EventField.from_path("$.detail.status")
-        events.Rule(
+        pattern = rule.event_pattern(self.state_machine.state_machine_arn)
+        dead_executions = events.Rule(
             self,
             "DeadExecutions",
-            description="Fail the job of an imagegen execution that timed out, was aborted or failed",
+            rule_name=rule.name,
+            description=f"{self.names.prefix}: fail the job of an execution that timed out, was aborted "
+            "or failed",
             event_pattern=events.EventPattern(
-                source=["aws.states"],
-                detail_type=["Step Functions Execution Status Change"],
-                detail={
-                    "stateMachineArn": [self.state_machine.state_machine_arn],
-                    "status": DEAD_EXECUTION_STATUSES,
-                },
+                source=pattern["source"],  # type: ignore[arg-type]
+                detail_type=pattern["detail-type"],  # type: ignore[arg-type]
+                detail=pattern["detail"],  # type: ignore[arg-type]
             ),
             targets=[
                 targets.LambdaFunction(
                     fail_job,
-                    # The shape of StepState (functions/imagegen/workflow.py).
-                    event=events.RuleTargetInput.from_object(
-                        {
-                            "jobId": events.EventField.from_path("$.detail.name"),
-                            "reason": f"the workflow execution ended {status}",
-                        }
-                    ),
                     dead_letter_queue=dead_letters,
-                    retry_attempts=8,
-                    max_event_age=Duration.hours(12),
+                    retry_attempts=rule.retry_attempts,
+                    max_event_age=Duration.seconds(rule.max_event_age_seconds),
                 )
             ],
+        )
+        # The blueprint's input transformer, as written there (the local stack applies the same):
+        # it makes a StepState (functions/imagegen/workflow.py) of the event.
+        cfn_rule = dead_executions.node.default_child
+        assert isinstance(cfn_rule, events.CfnRule)
+        cfn_rule.add_property_override(
+            "Targets.0.InputTransformer",
+            {"InputPathsMap": dict(rule.input_paths), "InputTemplate": rule.input_template},
         )
         return dead_letters
 
@@ -136,10 +136,12 @@ class Workflow(Construct):
         """The backstop for a job whose execution never started (a crash between writing the job
         and starting it) or left no status event: every few minutes the sweeper fails the jobs
         still open long after their deadline. A failed run is simply repeated by the next one."""
+        schedule = self.names.sweep_schedule
         return events.Rule(
             self,
             "SweepOverdueJobs",
-            description="Fail imagegen jobs left open long after their deadline",
-            schedule=events.Schedule.rate(Duration.minutes(bp.SWEEP_EVERY_MINUTES)),
-            targets=[targets.LambdaFunction(sweeper, retry_attempts=2)],
+            rule_name=schedule.name,
+            description=f"{self.names.prefix}: fail the jobs left open long after their deadline",
+            schedule=events.Schedule.expression(schedule.expression),
+            targets=[targets.LambdaFunction(sweeper, retry_attempts=schedule.retry_attempts)],
         )
