@@ -17,7 +17,10 @@ SMALL = ChaosOptions(
     concurrency=4,
     burst_concurrency=12,
     latency="0.05,0.3",
-    deadline=10,  # the never-finishing task's job fails at its deadline: keep it short
+    # The never-finishing task's job fails at its deadline: short, yet long enough that on a busy
+    # 2-core CI machine every scripted job reaches the step its fault is for (poll timeouts
+    # went missing at 10 s while the rest of the suite ran beside it).
+    deadline=25,
     grace=15.0,
     hang_seconds=1.5,
     upstream_timeout=0.5,
@@ -43,4 +46,4 @@ def test_the_options_reach_the_simulator_and_the_functions():
 
     assert (config.error_rate, config.never_finish_rate, config.hang_seconds) == (0.2, 0.1, 1.5)
     assert config.latency == (0.05, 0.3)
-    assert env["IMAGEGEN_JOB_DEADLINE_SECONDS"] == "10" and env["IMAGEGEN_UPSTREAM_TIMEOUT_SECONDS"] == "0.5"
+    assert env["IMAGEGEN_JOB_DEADLINE_SECONDS"] == "25" and env["IMAGEGEN_UPSTREAM_TIMEOUT_SECONDS"] == "0.5"
