@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from imagegen.workflow import JobWorkflow
+from imagegen.jobs import JobStore
 from imagegen_local.simulator import HANG
 from tests.support import submit, wait_for_job
 from tests.workflow.upstream import created_for, scripted, stored_job, stored_keys, unique_prompt
@@ -30,19 +30,25 @@ class Plan:
 @pytest.fixture
 def crash_before_recording(monkeypatch) -> Iterator[Callable[..., list[int]]]:
     """crash_before_recording(prompt, on_call=1) makes the create step crash once, at its
-    `on_call`-th attempt to record a task of the job with that prompt (handlers run in this
-    process). Returns the list of slots it was asked to record, in order."""
-    original = JobWorkflow._record_task
+    `on_call`-th write of a new task of the job with that prompt, before the write: the job
+    store (the port every step writes through; handlers run in this process) raises instead.
+    Returns the slots the create step tried to record, in order."""
+    original = JobStore.update
     plan = Plan()
 
-    def record(self, job_id, provider_name, task):
-        if self.store.get(job_id).prompt == plan.prompt:
-            plan.calls.append(task.slot)
-            if len(plan.calls) == plan.on_call:
-                raise Crash(f"simulated crash before recording slot {task.slot}")
-        return original(self, job_id, provider_name, task)
+    def update(self, job_id, change):
+        current = self.get(job_id)
+        if current.prompt == plan.prompt:
+            preview = change(current.model_copy(deep=True))
+            recorded = {t.slot for t in current.upstream_tasks}
+            for task in preview.upstream_tasks if preview is not None else []:
+                if task.slot not in recorded:
+                    plan.calls.append(task.slot)
+                    if len(plan.calls) == plan.on_call:
+                        raise Crash(f"simulated crash before recording slot {task.slot}")
+        return original(self, job_id, change)
 
-    monkeypatch.setattr(JobWorkflow, "_record_task", record)
+    monkeypatch.setattr(JobStore, "update", update)
 
     def arm(prompt: str, on_call: int = 1) -> list[int]:
         plan.prompt, plan.on_call, plan.calls = prompt, on_call, []
