@@ -93,14 +93,19 @@ def event_queue(stack: Any, outputs: dict[str, str]) -> str:
         TopicArn=outputs["EventsTopicArn"],
         Protocol="sqs",
         Endpoint=queue_arn,
-        Attributes={"RawMessageDelivery": "true"},
+        # Job ends only, as an integration waiting for results subscribes (every change of a
+        # job is on the topic: tests/integration/test_events_local.py reads those).
+        Attributes={
+            "RawMessageDelivery": "true",
+            "FilterPolicy": json.dumps({"eventType": ["job.completed", "job.failed"]}),
+        },
     )
     return str(queue_url)
 
 
 @pytest.fixture
 def job_events(event_queue: str) -> Any:
-    """events_for(job_id) -> the SNS messages published about that job so far."""
+    """events_for(job_id) -> the SNS messages published about that job's end so far."""
     sqs = boto3.client("sqs")
     seen: list[dict[str, Any]] = []
 

@@ -14,11 +14,12 @@ from datetime import datetime
 from typing import ClassVar
 
 from imagegen.errors import JobNotFound, JobRecordRefused, UpstreamTerminalError
-from imagegen.events import JobEvent
+from imagegen.events import AnyEvent
 from imagegen.jobs import SWEEP_GRACE, check_fits, fail_in_place
 from imagegen.models import Job, JobStatus, utc_now
 from imagegen.ports import EventPublisherPort, JobRepository, ResultRepository, WorkflowStarterPort
 from imagegen.providers.base import CreatedTask, GenerationRequest, Provider, ProviderConfig, TaskState
+from imagegen.webhooks import WebhookMessage
 
 Change = Callable[[Job], Job | None]
 
@@ -29,20 +30,25 @@ class Crash(RuntimeError):
 
 class InMemoryJobStore:
     """imagegen.jobs.JobStore's contract on a dict: a change whose record would be too large is
-    refused, or written in place when it fails the job (imagegen.jobs.fail_in_place).
+    refused, or written in place when it fails the job (imagegen.jobs.fail_in_place). `changes` is
+    its change stream: (old, new) for every write, as DynamoDB Streams delivers NEW_AND_OLD_IMAGES.
     `crash_when(predicate)` makes the next update whose *result* matches the predicate raise
     Crash before anything is written."""
 
     def __init__(self) -> None:
         self.items: dict[str, Job] = {}
-        self.writes = 0
+        self.changes: list[tuple[Job | None, Job]] = []
         self._crash: Callable[[Job], bool] | None = None
+
+    @property
+    def writes(self) -> int:
+        return len(self.changes)
 
     def create(self, job: Job) -> bool:
         if job.job_id in self.items:
             return self.items[job.job_id].request_token == job.request_token
         self.items[job.job_id] = job.model_copy(deep=True)
-        self.writes += 1
+        self.changes.append((None, job.model_copy(deep=True)))
         return True
 
     def get(self, job_id: str) -> Job:
@@ -66,7 +72,7 @@ class InMemoryJobStore:
         changed.version = current.version + 1
         changed.updated_at = utc_now()
         self.items[job_id] = changed.model_copy(deep=True)
-        self.writes += 1
+        self.changes.append((current, changed.model_copy(deep=True)))
         return changed, True
 
     def overdue(self, now: datetime, limit: int = 100) -> list[str]:
@@ -107,10 +113,10 @@ class InMemoryResults:
 class RecordingEvents:
     """Publishes into a list; `failures` are raised, one per publish, before recording."""
 
-    published: list[JobEvent] = field(default_factory=list)
+    published: list[AnyEvent] = field(default_factory=list)
     failures: list[Exception] = field(default_factory=list)
 
-    def publish(self, event: JobEvent) -> str:
+    def publish(self, event: AnyEvent) -> str:
         if self.failures:
             raise self.failures.pop(0)
         self.published.append(event)
@@ -173,3 +179,20 @@ _job_store: JobRepository = InMemoryJobStore()
 _results: ResultRepository = InMemoryResults()
 _events: EventPublisherPort = RecordingEvents()
 _starter: WorkflowStarterPort = RecordingStarter()
+
+
+def stream_events(store: InMemoryJobStore, bucket: str = "results-bucket") -> list[str]:
+    """`<type> <jobId>` of every event the store's change stream stands for, in order."""
+    from imagegen.events import events_for_change
+
+    return [f"{e.type} {e.jobId}" for old, new in store.changes for e in events_for_change(old, new, bucket)]
+
+
+@dataclass
+class RecordingQueue:
+    """The webhook delivery queue: what was sent, with its delay."""
+
+    sent: list[tuple[WebhookMessage, int]] = field(default_factory=list)
+
+    def send(self, message: WebhookMessage, delay_seconds: int = 0) -> None:
+        self.sent.append((message, delay_seconds))

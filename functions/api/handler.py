@@ -44,7 +44,7 @@ def generate() -> Response:
         raise InvalidRequest("the request body must be a JSON object")
     request = GenerateRequest.model_validate(body)
     svc = services()
-    job = new_job(request, owner=caller.owner, settings=svc.settings)
+    job = new_job(request, owner=caller.owner, settings=svc.settings, key_id=caller.key_id)
     job, _ = submit_job(
         job, svc.jobs, svc.starter, svc.settings.allow_loopback_urls, svc.settings.provider_chain
     )
@@ -55,6 +55,18 @@ def generate() -> Response:
         content_type=content_types.APPLICATION_JSON,
         body={"jobId": job.job_id, "status": job.status.value},
     )
+
+
+@app.get("/v2/webhooks/secret")
+def webhook_secret() -> dict[str, Any]:
+    """The caller's key's webhook signing secret (made on first use)."""
+    return {"secret": services().webhook_secrets.current(_caller().key_id)}
+
+
+@app.post("/v2/webhooks/secret/rotate")
+def rotate_webhook_secret() -> dict[str, Any]:
+    """A new secret signs from now on; the previous one keeps signing for 24 hours."""
+    return {"secret": services().webhook_secrets.rotate(_caller().key_id)}
 
 
 @app.get("/v2/jobs/<job_id>")

@@ -65,7 +65,7 @@ class JobStore:
         item = self.table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
         if item is None:
             raise JobNotFound(f"job {job_id} not found")
-        return _from_item(item)
+        return job_from_item(item)
 
     def overdue(self, now: datetime, limit: int = 100) -> list[str]:
         """Ids of open jobs whose sweep time has passed, oldest first."""
@@ -199,7 +199,8 @@ def _to_item(job: Job) -> dict[str, Any]:
     return item
 
 
-def _from_item(item: dict[str, Any]) -> Job:
+def job_from_item(item: dict[str, Any]) -> Job:
+    """A job from its DynamoDB item (as the table, or a stream record's image, holds it)."""
     return Job.model_validate(_plain(item))
 
 

@@ -13,7 +13,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from imagegen.credits import credit_cost
-from imagegen.models import GenerateRequest, GptImageParams, Job, JobSource, JobStatus, utc_now
+from imagegen.models import (
+    DEFAULT_WEBHOOK_EVENTS,
+    GenerateRequest,
+    GptImageParams,
+    Job,
+    JobSource,
+    JobStatus,
+    utc_now,
+)
 from imagegen.settings import Settings
 
 Change = Callable[[Job], Job | None]
@@ -29,9 +37,12 @@ def new_job(
     source: JobSource = JobSource.API,
     job_id: str | None = None,
     origin: dict[str, str] | None = None,
+    key_id: str | None = None,
 ) -> Job:
-    """A QUEUED job for `request`, priced and given its deadline and retention."""
+    """A QUEUED job for `request`, priced and given its deadline and retention. `key_id` is the
+    API key that asked for it: its webhook secret signs the job's webhook deliveries."""
     now = utc_now()
+    webhook_events = request.webhookEvents or (DEFAULT_WEBHOOK_EVENTS if request.webhookUrl else [])
     return Job(
         job_id=job_id or str(uuid.uuid4()),
         owner=owner,
@@ -44,6 +55,10 @@ def new_job(
         deadline_at=now + timedelta(seconds=settings.job_deadline_seconds),
         origin=origin or {},
         expires_at=_expiry(now, settings),
+        key_id=key_id,
+        webhook_url=request.webhookUrl,
+        webhook_events=list(dict.fromkeys(webhook_events)),
+        webhook_status="pending" if request.webhookUrl else None,
     )
 
 

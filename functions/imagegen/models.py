@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MODEL_ID = "gpt-image-1.5"
 MAX_PROMPT_CHARS = 2000
@@ -48,6 +48,12 @@ class JobStatus(StrEnum):
 class JobSource(StrEnum):
     API = "api"
     S3 = "s3"
+    EVENT = "event"  # requested by an event on our bus or a message on the intake queue
+
+
+# apiframe's webhook events (seed 000): which changes of a job its webhook is told about.
+WebhookEvent = Literal["progress", "completed", "failed"]
+DEFAULT_WEBHOOK_EVENTS: list[WebhookEvent] = ["completed", "failed"]
 
 
 class GptImageParams(BaseModel):
@@ -106,6 +112,23 @@ class GenerateRequest(BaseModel):
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     model: Literal["gpt-image-1.5"]
     gptImageParams: GptImageParams = Field(default_factory=GptImageParams)
+    # Where to POST the job's changes (signed: docs/webhooks.md); checked against SSRF at
+    # submission and again at every delivery.
+    webhookUrl: str | None = Field(default=None, max_length=2048)
+    webhookEvents: list[WebhookEvent] | None = Field(default=None, max_length=3)
+
+    @field_validator("webhookUrl")
+    @classmethod
+    def _webhook_is_http(cls, url: str | None) -> str | None:
+        if url is not None and not url.lower().startswith(("https://", "http://")):
+            raise ValueError("webhookUrl must be an http(s) URL")
+        return url
+
+    @model_validator(mode="after")
+    def _events_need_a_url(self) -> GenerateRequest:
+        if self.webhookEvents and not self.webhookUrl:
+            raise ValueError("webhookEvents needs a webhookUrl")
+        return self
 
     @field_validator("prompt")
     @classmethod
@@ -153,8 +176,12 @@ class Job(BaseModel):
     completed_at: datetime | None = None
     deadline_at: datetime
     idempotency_key: str | None = None
+    key_id: str | None = None  # the API key that asked for it: its webhook secret signs deliveries
     webhook_url: str | None = None
-    webhook_status: str | None = None
+    webhook_events: list[str] = Field(default_factory=list)
+    webhook_status: str | None = None  # pending | sent | failed (None: no webhook)
+    webhook_attempts: int = 0
+    webhook_last_error: str | None = None
     origin: dict[str, str] = Field(default_factory=dict)  # e.g. the upload that started an S3 edit
     expires_at: int | None = None  # DynamoDB TTL (epoch seconds)
     version: int = 0  # optimistic locking: every write is conditional on the version it read

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from imagegen.events import JobEvent
+from imagegen.events import AnyEvent
 from imagegen.models import Job
 
 
@@ -54,7 +54,7 @@ class ResultRepository(Protocol):
 class EventPublisherPort(Protocol):
     """Where job events go (imagegen.events.EventPublisher)."""
 
-    def publish(self, event: JobEvent) -> str: ...
+    def publish(self, event: AnyEvent) -> str: ...
 
 
 class WorkflowStarterPort(Protocol):

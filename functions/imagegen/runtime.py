@@ -24,6 +24,8 @@ from imagegen.providers.base import Provider, ProviderConfig
 from imagegen.settings import Settings, environment_key, settings_for
 from imagegen.storage import DOWNLOAD_TIMEOUT, ResultStore
 from imagegen.submission import WorkflowStarter
+from imagegen.webhooks import TIMEOUT_SECONDS as WEBHOOK_TIMEOUT_SECONDS
+from imagegen.webhooks import PinnedTransport, WebhookDeliverer, WebhookQueue, WebhookSecretStore
 
 SECRET_CACHE_SECONDS = 300  # a rotated provider key is picked up within five minutes
 # boto3 waits 60 s per read by default: a hung AWS call would outlast the API function's 29 s
@@ -77,7 +79,33 @@ class Services:
 
     @cached_property
     def events(self) -> EventPublisher:
-        return EventPublisher(self.settings.events_topic_arn, boto3.client("sns", config=AWS_CALLS))
+        return EventPublisher(
+            self.settings.events_topic_arn,
+            boto3.client("sns", config=AWS_CALLS),
+            self.settings.event_bus_name,
+            boto3.client("events", config=AWS_CALLS) if self.settings.event_bus_name else None,
+        )
+
+    @cached_property
+    def webhook_queue(self) -> WebhookQueue:
+        return WebhookQueue(self.settings.webhook_queue_url, boto3.client("sqs", config=AWS_CALLS))
+
+    @cached_property
+    def webhook_secrets(self) -> WebhookSecretStore:
+        return WebhookSecretStore(self.settings.api_keys_table, self._dynamodb)
+
+    @cached_property
+    def webhook_deliverer(self) -> WebhookDeliverer:
+        # Per phase (connect, write, read) at most the webhook timeout; redirects never followed.
+        client = httpx.Client(timeout=httpx.Timeout(WEBHOOK_TIMEOUT_SECONDS), follow_redirects=False)
+        return WebhookDeliverer(
+            self.jobs,
+            self.webhook_secrets,
+            self.results,
+            PinnedTransport(client, self.settings.allow_loopback_urls),
+            self.settings.result_url_ttl_seconds,
+            first_retry_seconds=self.settings.webhook_first_retry_seconds,
+        )
 
     @cached_property
     def starter(self) -> WorkflowStarter:

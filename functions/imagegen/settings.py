@@ -45,6 +45,12 @@ class Settings(BaseModel):
     state_machine_arn: str = ""
     uploads_bucket: str = ""
     uploads_owner: str = ""  # the key owner charged for jobs started by S3 uploads
+    intake_owner: str = ""  # the key owner of jobs requested by events (the intake queue)
+    event_bus_name: str = ""  # our EventBridge bus: job events go there as well as to the topic
+    webhook_queue_url: str = ""  # deliveries waiting for their (next) attempt
+    # The first retry of a failed webhook delivery waits up to this long; each later one twice
+    # as long (full jitter), up to 15 minutes, for 24 hours.
+    webhook_first_retry_seconds: int = Field(default=5, ge=1, le=900)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)  # S3 edits: larger uploads are rejected
     # Upstream providers (docs/providers.md). `provider` serves new jobs; `provider_failover`
     # lists, in order, where a job goes when the one before it keeps failing transiently on

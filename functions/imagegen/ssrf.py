@@ -16,6 +16,7 @@ import ipaddress
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -97,21 +98,30 @@ def check_urls(urls: list[str], allow_loopback: bool = False) -> None:
         check_url(url, allow_loopback)
 
 
+def pinned_request(
+    client: httpx.Client, method: str, url: str, allow_loopback: bool = False, **kwargs: Any
+) -> httpx.Request:
+    """A request for `url` that connects to the address check_url approved (so DNS cannot be
+    rebound between check and connect), with the URL's own Host header and TLS server name."""
+    address = check_url(url, allow_loopback)
+    parts = urlsplit(url)
+    host = f"[{address}]" if address.version == 6 else str(address)
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    headers = {**kwargs.pop("headers", {}), "Host": parts.netloc.rsplit("@", 1)[-1]}
+    return client.build_request(
+        method,
+        parts._replace(netloc=netloc).geturl(),
+        headers=headers,
+        extensions={"sni_hostname": parts.hostname},
+        **kwargs,
+    )
+
+
 @contextmanager
 def safe_stream(client: httpx.Client, url: str, allow_loopback: bool = False) -> Iterator[httpx.Response]:
     """GET `url` as a stream, connecting only to checked addresses, following redirects by hand."""
     for _ in range(MAX_REDIRECTS + 1):
-        address = check_url(url, allow_loopback)
-        parts = urlsplit(url)
-        host = f"[{address}]" if address.version == 6 else str(address)
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        pinned = parts._replace(netloc=netloc).geturl()
-        request = client.build_request(
-            "GET",
-            pinned,
-            headers={"Host": parts.netloc.rsplit("@", 1)[-1]},
-            extensions={"sni_hostname": parts.hostname},
-        )
+        request = pinned_request(client, "GET", url, allow_loopback)
         response = client.send(request, stream=True, follow_redirects=False)
         if response.is_redirect and "location" in response.headers:
             url = urljoin(url, response.headers["location"])

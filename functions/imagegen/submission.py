@@ -62,7 +62,7 @@ def submit_job(
         if job.params.input_images:
             detail += " (send fewer or shorter input_images URLs)"
         raise InvalidRequest("the request is too large", details=[{"field": field, "message": detail}])
-    check_urls(job.params.input_images or [], allow_loopback_urls)
+    check_urls([*(job.params.input_images or []), *filter(None, [job.webhook_url])], allow_loopback_urls)
     if provider_chain:
         request = GenerationRequest(job_id=job.job_id, prompt=job.prompt, params=job.params)
         reason = refusal_of_chain(provider_chain, request)

@@ -24,10 +24,9 @@ from imagegen.errors import (
     UpstreamTransientError,
     UpstreamUnavailableError,
 )
-from imagegen.events import JobEvent
 from imagegen.lifecycle import Change, completed, failed, short_reason
 from imagegen.models import Job, JobStatus, UpstreamTask, utc_now
-from imagegen.ports import EventPublisherPort, JobRepository, ResultRepository
+from imagegen.ports import JobRepository, ResultRepository
 from imagegen.providers.base import GenerationRequest, Provider
 from imagegen.settings import PollSchedule
 from imagegen.storage import image_key
@@ -86,7 +85,6 @@ class JobWorkflow:
         store: JobRepository,
         provider_factory: Callable[[str | None], Provider],
         results: ResultRepository,
-        events: EventPublisherPort,
         schedule: PollSchedule,
         clock: Callable[[], datetime] = utc_now,
         jitter: Callable[[], float] = random.random,
@@ -99,7 +97,6 @@ class JobWorkflow:
         # create before any task exists (Settings.provider_chain). Empty: no failover.
         self.provider_chain = list(provider_chain)
         self.results = results
-        self.events = events
         self.schedule = schedule
         self.clock = clock
         self.jitter = jitter
@@ -278,8 +275,8 @@ class JobWorkflow:
         return job, changed
 
     def _finished(self, job: Job) -> None:
-        """Once per job, by whichever step made it terminal: announce it, tell the observer."""
-        self.events.publish(JobEvent.for_job(job, self.results.bucket))
+        """Once per job, by whichever step made it terminal: tell the observer (metrics). The
+        job's event comes from the table's change stream (imagegen.events), not from here."""
         self.on_finished(job)
 
     def _fail(self, job: Job, reason: str) -> StepState:

@@ -30,7 +30,7 @@ _METRICS = {"started": "EditsStarted", "rejected": "EditsRejected", "duplicate":
 @metrics.log_metrics(raise_on_empty_metrics=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     svc = services()
-    intake = EditIntake(svc.settings, svc.jobs, svc.starter, svc.events, svc.uploads)
+    intake = EditIntake(svc.settings, svc.jobs, svc.starter, svc.uploads)
     outcomes = [intake.handle(record) for record in upload_records(event)]
     for outcome in outcomes:
         logger.info("upload handled", **asdict(outcome))

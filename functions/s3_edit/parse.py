@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from imagegen.edits.intake import UploadRecord
-from imagegen.events import JobEvent
+from imagegen.events import JobEvent, parse_job_event
 
 
 def upload_records(event: dict[str, Any]) -> list[UploadRecord]:
@@ -40,4 +40,4 @@ def job_events(event: dict[str, Any]) -> list[JobEvent]:
     """SNS -> Lambda envelope -> the published JobEvents (the message body is the contract)."""
     from aws_lambda_powertools.utilities.data_classes import SNSEvent
 
-    return [JobEvent.model_validate_json(record.sns.message) for record in SNSEvent(event).records]
+    return [parse_job_event(record.sns.message) for record in SNSEvent(event).records]

@@ -27,7 +27,6 @@ def _workflow() -> JobWorkflow:
         store=svc.jobs,
         provider_factory=svc.provider,
         results=svc.results,
-        events=svc.events,
         schedule=svc.settings.schedule,
         provider_chain=svc.settings.provider_chain,
         on_finished=_count_outcome,

@@ -41,6 +41,7 @@ class TableSpec:
     partition_key: str
     ttl_attribute: str | None = None
     indexes: tuple[IndexSpec, ...] = ()
+    stream_view: str | None = None  # a DynamoDB stream of this view type, or none
 
 
 @dataclass(frozen=True)
@@ -138,16 +139,51 @@ _FUNCTIONS = {
     "sweeper": FunctionSpec(
         "sweep-jobs", "workflow.handler.sweep_overdue", 120, 256, "Fail jobs left open past their deadline"
     ),
+    # Announces every change of a job (SNS topic, event bus, webhooks) from the jobs table's stream:
+    # no step publishes after its write, so no event is lost between the two.
+    "job_events": FunctionSpec(
+        "job-events", "job_events.handler.lambda_handler", 60, 256, "Announce job changes"
+    ),
+    # Submits the jobs requested by events on the bus (rule -> intake queue -> here).
+    "intake": FunctionSpec(
+        "intake", "intake.handler.lambda_handler", 60, 256, "Submit jobs requested by events"
+    ),
+    # Delivers signed webhooks from the webhook queue, retried with the queue's delay.
+    "webhooks": FunctionSpec(
+        "webhooks", "webhooks.handler.lambda_handler", 60, 256, "Deliver signed webhooks"
+    ),
 }
 
 EDITS_PREFIX = "edits/"
+# The API's resources and methods, deployed (constructs/api.py) and served locally
+# (imagegen_local/gateway.py) alike: explicit routes, no catch-all. `{id}` is a path parameter.
+API_ROUTES: tuple[tuple[str, str], ...] = (
+    ("POST", "/v2/images/generate"),
+    ("GET", "/v2/jobs/{id}"),
+    ("GET", "/v2/webhooks/secret"),
+    ("POST", "/v2/webhooks/secret/rotate"),
+)
 SWEEP_EVERY_MINUTES = 5
 # Outcomes the definition cannot catch itself: the execution timed out, was stopped, or failed
 # (including when recording the failure failed: FailureNotRecorded).
 DEAD_EXECUTION_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
-# The result writer's subscription to the events topic: only events of jobs that came from
-# uploads (JobEvent's `source` message attribute), so it never runs for API jobs.
-S3_RESULT_FILTER_POLICY: dict[str, list[str]] = {"source": ["s3"]}
+# The result writer's subscription to the events topic: only the ends of jobs that came from
+# uploads (the `source` and `eventType` message attributes), so it never runs for API jobs.
+S3_RESULT_FILTER_POLICY: dict[str, list[str]] = {
+    "source": ["s3"],
+    "eventType": ["job.completed", "job.failed"],
+}
+# --- Events in and out: job changes announced from the table's stream (job_events), jobs
+# requested by events on the bus (intake), signed webhooks (webhooks) ---------------------------
+# The longest SQS keeps a message: two weeks to notice an alarm, fix, and replay.
+QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
+# A message that failed this many receives goes to its queue's dead-letter queue (alarmed).
+MAX_RECEIVES = 5
+# Longer than the consuming function's timeout, as Lambda requires of an event source queue.
+QUEUE_VISIBILITY_SECONDS = 6 * 60
+JOB_STREAM_VIEW = "NEW_AND_OLD_IMAGES"  # a change's event needs the job before and after it
+# The intake rule: any source may request, IAM decides who can put events on the bus.
+INTAKE_EVENT_PATTERN: dict[str, list[str]] = {"detail-type": ["Image Job Requested"]}
 # Buckets, by purpose: results (images), uploads (S3 edits, versioned), access logs of both.
 BUCKET_PURPOSES = ("results", "uploads", "access-logs")
 VERSIONED_BUCKETS = ("uploads",)
@@ -168,6 +204,9 @@ OUTPUT_KEYS = (
     "JobsTable",
     "EventsTopicArn",
     "StateMachineArn",
+    "EventBusName",
+    "IntakeQueueUrl",
+    "IntakeDlqUrl",
     "AwsEndpointUrl",
 )
 # ...the local stack's own: a ready API key (nothing to protect on loopback)...
@@ -224,6 +263,7 @@ class Blueprint:
             "job_id",
             ttl_attribute="expires_at",
             indexes=(IndexSpec(OPEN_JOBS_INDEX, OPEN_MARKER, SWEEP_AFTER),),
+            stream_view=JOB_STREAM_VIEW,
         )
 
     @property
@@ -294,9 +334,43 @@ class Blueprint:
 
     @property
     def dead_letter_queues(self) -> list[str]:
-        """Every dead-letter queue: the dead-executions rule's, then the functions'."""
+        """Every dead-letter queue: the dead-executions rule's, the functions', the events'."""
         queues = [self.dead_executions_rule.dead_letter_queue_name]
-        return queues + [f.dead_letter_queue_name for f in self.all_functions if f.dead_letter_queue_name]
+        queues += [f.dead_letter_queue_name for f in self.all_functions if f.dead_letter_queue_name]
+        return queues + self.event_dead_letter_queues
+
+    @property
+    def event_bus(self) -> str:
+        return f"{self.prefix}-events"
+
+    @property
+    def intake_rule(self) -> str:
+        return f"{self.prefix}-job-requests"
+
+    @property
+    def intake_queue(self) -> str:
+        return f"{self.prefix}-intake"
+
+    @property
+    def webhook_queue(self) -> str:
+        return f"{self.prefix}-webhooks"
+
+    @staticmethod
+    def dead_letter_queue_of(queue: str) -> str:
+        return f"{queue}-dlq"
+
+    @property
+    def job_events_dlq(self) -> str:
+        """Where a stream batch the job-events function kept failing on is set aside."""
+        return f"{self.prefix}-job-events-stream-dlq"
+
+    @property
+    def event_dead_letter_queues(self) -> list[str]:
+        return [
+            self.job_events_dlq,
+            self.dead_letter_queue_of(self.intake_queue),
+            self.dead_letter_queue_of(self.webhook_queue),
+        ]
 
     @property
     def api_name(self) -> str:
@@ -353,6 +427,15 @@ FAIL_FUNCTION = DEFAULT.function("fail")
 S3_EDIT_FUNCTION = DEFAULT.function("s3_edit")
 S3_RESULT_FUNCTION = DEFAULT.function("s3_result")
 SWEEPER_FUNCTION = DEFAULT.function("sweeper")
+JOB_EVENTS_FUNCTION = DEFAULT.function("job_events")
+INTAKE_FUNCTION = DEFAULT.function("intake")
+WEBHOOKS_FUNCTION = DEFAULT.function("webhooks")
+EVENT_BUS = DEFAULT.event_bus
+INTAKE_RULE = DEFAULT.intake_rule
+INTAKE_QUEUE = DEFAULT.intake_queue
+INTAKE_DLQ = Blueprint.dead_letter_queue_of(INTAKE_QUEUE)
+WEBHOOK_QUEUE = DEFAULT.webhook_queue
+WEBHOOK_DLQ = Blueprint.dead_letter_queue_of(WEBHOOK_QUEUE)
 WORKFLOW_FUNCTIONS = DEFAULT.workflow_functions
 ALL_FUNCTIONS = DEFAULT.all_functions
 API_NAME = DEFAULT.api_name

@@ -71,6 +71,8 @@ SET_BY_STACK = frozenset(
         "uploads_bucket",
         "events_topic_arn",
         "state_machine_arn",
+        "event_bus_name",
+        "webhook_queue_url",
         "provider_secret_id",  # one secret per provider, created by the stack
         "provider_secret_ids",
         "record_retention_days",  # = resultRetentionDays: no record points at deleted images
@@ -96,6 +98,7 @@ _STAND_INS: dict[str, Any] = {
 # Where the cloud's default differs from Settings' (which serves the local stack and tests too).
 CLOUD_DEFAULTS: dict[str, Any] = {
     "uploadsOwner": "s3-uploads",  # the key owner charged for jobs started by S3 uploads
+    "intakeOwner": "event-requests",  # the key owner of jobs requested by events on the bus
 }
 
 
@@ -158,6 +161,7 @@ class CloudRules(BaseModel):
     job_deadline_seconds: int = Field(ge=30)  # no upstream renders faster; cold starts come first
     # Charged for every job an upload starts: a plain name, as API key owners are.
     uploads_owner: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@-]+$")
+    intake_owner: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@-]+$")
     provider_base_url: str
     provider_base_urls: dict[str, str]
     cors_allow_origins: list[str]
@@ -298,6 +302,8 @@ class DeployConfig(BaseModel):
         uploads_bucket: str,
         events_topic_arn: str,
         state_machine_arn: str,
+        event_bus_name: str,
+        webhook_queue_url: str,
         provider_secret_id: str,
         provider_secret_ids: Mapping[str, str] | None = None,
     ) -> Settings:
@@ -310,6 +316,8 @@ class DeployConfig(BaseModel):
                 "uploads_bucket": uploads_bucket,
                 "events_topic_arn": events_topic_arn,
                 "state_machine_arn": state_machine_arn,
+                "event_bus_name": event_bus_name,
+                "webhook_queue_url": webhook_queue_url,
                 "provider_secret_id": provider_secret_id,
                 "provider_secret_ids": dict(provider_secret_ids or {}),
             }

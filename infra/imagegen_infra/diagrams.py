@@ -37,6 +37,8 @@ VERBS = {
     "s3:ListBucket": "read",
     "s3:PutObject": "write",
     "sns:Publish": "publish",
+    "events:PutEvents": "publish",
+    "sqs:SendMessage": "send",
     "states:StartExecution": "start",
     "secretsmanager:GetSecretValue": "read key",
 }
@@ -49,6 +51,7 @@ KINDS = {
     "AWS::StepFunctions::StateMachine": ("machine", "StateMachineName"),
     "AWS::SecretsManager::Secret": ("secret", "Name"),
     "AWS::Events::Rule": ("rule", "Name"),
+    "AWS::Events::EventBus": ("bus", "Name"),
     "AWS::ApiGateway::RestApi": ("api", "Name"),
 }
 SHAPES = {
@@ -60,6 +63,7 @@ SHAPES = {
     "machine": '{{{{"{}"}}}}',
     "secret": '[["{}"]]',
     "rule": '>"{}"]',
+    "bus": '(["{}"])',
     "api": '(["{}"])',
     "external": '(("{}"))',
     "alarms": '>"{}"]',
@@ -68,7 +72,7 @@ GROUPS = {
     "function": "Lambda functions",
     "table": "DynamoDB",
     "bucket": "S3",
-    "queue": "dead-letter queues (SQS)",
+    "queue": "queues and dead-letter queues (SQS)",
 }
 
 
@@ -184,16 +188,26 @@ def architecture(template: dict[str, Any]) -> str:
             label = ", ".join(f"{key} = {' | '.join(values)}" for key, values in policy.items())
             for target in _references(props["Endpoint"]):
                 graph.edge(topic, ids[target], label)
+        elif kind == "AWS::Lambda::EventSourceMapping":
+            # Stream and queue triggers: the table's stream (its StreamArn) or the queue's ARN.
+            [source] = [ids[ref] for ref in _references(props["EventSourceArn"])]
+            [function] = [ids[ref] for ref in _references(props["FunctionName"])]
+            stream = "StreamArn" in json.dumps(props["EventSourceArn"])
+            graph.edge(source, function, "change stream" if stream else "messages")
+            for ref in _references(props.get("DestinationConfig", {})):
+                graph.edge(function, ids[ref], "failed batches")
         elif kind == "AWS::Events::Rule":
             rule = ids[logical_id]
+            for bus in _references(props.get("EventBusName", {})):
+                graph.edge(ids[bus], rule, " / ".join(props["EventPattern"]["detail-type"]))
             if "ScheduleExpression" in props:
                 graph.edge(graph.node("schedule", "external", "clock"), rule, props["ScheduleExpression"])
-            for source in _references(props.get("EventPattern", {})):
+            for source in _references(props.get("EventPattern", {}).get("detail", {})):
                 statuses = props["EventPattern"]["detail"]["status"]
                 graph.edge(ids[source], rule, " / ".join(statuses))
             for target in props.get("Targets", []):
                 for ref in _references(target["Arn"]):
-                    graph.edge(rule, ids[ref], "invoke")
+                    graph.edge(rule, ids[ref], "send" if ids[ref].startswith("queue_") else "invoke")
                 for ref in _references(target.get("DeadLetterConfig", {})):
                     graph.edge(rule, ids[ref], "undelivered")
         elif kind == "AWS::S3::Bucket" and "LoggingConfiguration" in props:

@@ -15,11 +15,13 @@ from constructs import Construct
 
 from imagegen.edits.keys import ERROR_SUFFIX, RESULT_SUFFIX
 from imagegen.jobs import OPEN_JOBS_INDEX
+from imagegen.webhooks import WebhookSecretStore
 from imagegen_infra import blueprint as bp
 from imagegen_infra.config import DeployConfig
 from imagegen_infra.constructs.acknowledge import acknowledge
 from imagegen_infra.constructs.api import Api
 from imagegen_infra.constructs.data import Data
+from imagegen_infra.constructs.events import EventRoutes
 from imagegen_infra.constructs.functions import FunctionFactory
 from imagegen_infra.constructs.monitoring import Monitoring
 from imagegen_infra.constructs.notifications import Notifications
@@ -56,6 +58,7 @@ class ImagegenStack(Stack):
         storage = Storage(self, "Storage", config, names)
         notifications = Notifications(self, "Notifications", names)
         provider_secrets = ProviderSecrets(self, "ProviderSecret", names, config.runtime.provider_chain)
+        routes = EventRoutes(self, "Events", names)
 
         settings = config.settings(
             jobs_table=data.jobs_table.table_name,
@@ -64,6 +67,8 @@ class ImagegenStack(Stack):
             uploads_bucket=storage.uploads_bucket.bucket_name,
             events_topic_arn=notifications.events_topic.topic_arn,
             state_machine_arn=state_machine_arn(self, names),
+            event_bus_name=routes.bus.event_bus_name,
+            webhook_queue_url=routes.webhook_queue.queue_url,
             provider_secret_id=provider_secrets.primary.secret_arn,
             provider_secret_ids={
                 name: secret.secret_arn for name, secret in provider_secrets.failover.items()
@@ -88,6 +93,9 @@ class ImagegenStack(Stack):
         s3_edit = factory.create("S3Edit", names.function("s3_edit"))
         s3_edit_result = factory.create("S3EditResult", names.function("s3_result"))
         sweeper = factory.create("SweepJobs", names.function("sweeper"))
+        job_events = factory.create("JobEvents", names.function("job_events"))
+        intake = factory.create("Intake", names.function("intake"))
+        webhooks = factory.create("Webhooks", names.function("webhooks"))
 
         workflow = Workflow(
             self,
@@ -105,6 +113,9 @@ class ImagegenStack(Stack):
         workflow.sweep_overdue_jobs_with(sweeper)
         api = Api(self, "Api", names=names, handler=api_function, config=config, log_retention=log_retention)
         storage.start_edits_with(s3_edit)
+        routes.announce_changes_with(job_events, data.jobs_table)
+        routes.take_requests_with(intake)
+        routes.deliver_webhooks_with(webhooks)
         notifications.events_topic.add_subscription(
             subscriptions.LambdaSubscription(
                 s3_edit_result,
@@ -120,9 +131,12 @@ class ImagegenStack(Stack):
         jobs, keys = data.jobs_table, data.api_keys_table
         results, uploads = storage.results_bucket, storage.uploads_bucket
         topic, machine = notifications.events_topic, workflow.state_machine
-        # api: authenticate, submit and read jobs, start their workflow, sign result URLs.
+        bus, webhook_queue = routes.bus, routes.webhook_queue
+        # api: authenticate, submit and read jobs, start their workflow, sign result URLs, show
+        # and rotate the caller's webhook secret (kept beside the keys: imagegen.webhooks).
         _allow_table(api_function, jobs, TABLE_READ_WRITE)
         _allow_table(api_function, keys, TABLE_READ)
+        _allow_webhook_secrets(api_function, keys)
         machine.grant_start_execution(api_function)
         _allow_objects(api_function, results, ["s3:GetObject"], IMAGE_KEYS, "presigned URLs of job images")
         # create-task: call the provider (or a failover one); OpenAI answers with the images
@@ -133,7 +147,7 @@ class ImagegenStack(Stack):
         # poll-task: ask the provider of the job's task how it is doing.
         _allow_table(poll_task, jobs, TABLE_READ_WRITE)
         provider_secrets.grant_read(poll_task)
-        # finalize-job: stream the images into the results bucket (multipart when large), announce.
+        # finalize-job: stream the images into the results bucket (multipart when large).
         _allow_table(finalize_job, jobs, TABLE_READ_WRITE)
         _allow_objects(
             finalize_job,
@@ -142,12 +156,10 @@ class ImagegenStack(Stack):
             IMAGE_KEYS,
             "images of each job",
         )
-        notifications.grant_publish_events(finalize_job)
-        # fail-job: record the failure (and refund), announce.
+        # fail-job: record the failure (and refund).
         _allow_table(fail_job, jobs, TABLE_READ_WRITE)
-        notifications.grant_publish_events(fail_job)
         # s3-edit: read (and presign) the upload and its inputs, submit its job as the uploads
-        # owner, or answer `<name>.error.json` next to it and announce the failed job.
+        # owner, or answer `<name>.error.json` next to it and record the job as failed.
         _allow_objects(
             s3_edit,
             uploads,
@@ -169,11 +181,28 @@ class ImagegenStack(Stack):
         )
         _allow_table(s3_edit, jobs, TABLE_READ_WRITE)
         machine.grant_start_execution(s3_edit)
-        notifications.grant_publish_events(s3_edit)
-        # sweep-jobs: find open jobs long past their deadline (the sparse index), fail, announce.
+        # sweep-jobs: find open jobs long past their deadline (the sparse index), fail them.
         _allow_table(sweeper, jobs, TABLE_READ_WRITE)
         _allow_table(sweeper, jobs, ["dynamodb:Query"], index=OPEN_JOBS_INDEX)
-        notifications.grant_publish_events(sweeper)
+        # No step publishes: every job change is announced from the table's stream, below.
+        # job-events: the stream in (the event source grants its reads); the topic, the bus and
+        # the webhook queue out.
+        notifications.grant_publish_events(job_events)
+        bus.grant_put_events_to(job_events)
+        webhook_queue.grant_send_messages(job_events)
+        # intake: submit requested jobs as the intake owner, start them; a request it refuses
+        # has no job record, so its job.rejected event is published here.
+        _allow_table(intake, jobs, TABLE_READ_WRITE)
+        machine.grant_start_execution(intake)
+        notifications.grant_publish_events(intake)
+        bus.grant_put_events_to(intake)
+        # webhooks: read the job (record each delivery on it), presign its images for the
+        # payload, read (or create) the key's signing secret, queue the next attempt.
+        _allow_table(webhooks, jobs, TABLE_READ_WRITE)
+        _allow_table(webhooks, keys, TABLE_READ)
+        _allow_webhook_secrets(webhooks, keys)
+        _allow_objects(webhooks, results, ["s3:GetObject"], IMAGE_KEYS, "presigned URLs of job images")
+        webhook_queue.grant_send_messages(webhooks)
         # s3-edit-result: read the ended job, write `<name>.result.json` next to its upload.
         _allow_table(s3_edit_result, jobs, TABLE_READ)
         _allow_objects(
@@ -191,6 +220,7 @@ class ImagegenStack(Stack):
                 for name, function in factory.functions.items()
                 if function.dead_letter_queue
             },
+            **routes.dead_letter_queues,
         }
         if list(dead_letter_queues) != names.dead_letter_queues:
             raise ValueError(f"dead-letter queues {list(dead_letter_queues)} are not the blueprint's")
@@ -212,8 +242,20 @@ class ImagegenStack(Stack):
             "ResultsBucket": (results.bucket_name, "generated images, images/<job id>/<n>.<format>"),
             "UploadsBucket": (uploads.bucket_name, f"S3-triggered edits: upload under {bp.EDITS_PREFIX}"),
             "JobsTable": (jobs.table_name, "the job records"),
-            "EventsTopicArn": (topic.topic_arn, "job.completed / job.failed events: subscribe here"),
+            "EventsTopicArn": (
+                topic.topic_arn,
+                "every job change, job.accepted to job.failed",
+            ),
             "StateMachineArn": (machine.state_machine_arn, "the job workflow; one execution per job"),
+            "EventBusName": (bus.event_bus_name, "job events (Image Job ...) and job requests, by rule"),
+            "IntakeQueueUrl": (
+                routes.intake_queue.queue_url,
+                "where Image Job Requested events wait to be submitted",
+            ),
+            "IntakeDlqUrl": (
+                routes.intake_dead_letters.queue_url,
+                "job requests that could not be handled 5 times",
+            ),
             "AwsEndpointUrl": (DEFAULT_ENDPOINTS, "AWS's own endpoints (the local stack: moto's URL)"),
             # CloudFormation outputs are readable by anyone who can see the stack, so no key is
             # one: this says how to create a key (printed once, stored only as a hash).
@@ -250,6 +292,20 @@ def _allow_table(
     an index, that grants every grantee `index/*`, and only the sweeper reads an index."""
     resource = table.table_arn if index is None else f"{table.table_arn}/index/{index}"
     function.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=[resource]))
+
+
+def _allow_webhook_secrets(function: lambda_.Function, keys: dynamodb.ITable) -> None:
+    """Writes to the keys table, limited to the webhook secrets' items (WebhookSecretStore): the
+    functions that keep those secrets can never create, change or disable an API key."""
+    function.add_to_role_policy(
+        iam.PolicyStatement(
+            actions=["dynamodb:PutItem", "dynamodb:UpdateItem"],
+            resources=[keys.table_arn],
+            conditions={
+                "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{WebhookSecretStore.ITEM_PREFIX}*"]}
+            },
+        )
+    )
 
 
 def _allow_objects(

@@ -33,6 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from imagegen_infra import blueprint as bp
+
 log = logging.getLogger("imagegen.local.gateway")
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
@@ -41,8 +43,7 @@ MAX_REQUEST_HEAD_BYTES = 10240  # API Gateway: request line and header values to
 STAGE = "v2"
 # The methods API Gateway accepts; any other is refused before routing.
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
-# The deployed API's resources and methods (constructs/api.py): explicit routes, no catch-all.
-ROUTES: tuple[tuple[str, str], ...] = (("POST", "/v2/images/generate"), ("GET", "/v2/jobs/{id}"))
+ROUTES = bp.API_ROUTES  # the deployed API's resources and methods: explicit routes, no catch-all
 # Headers of the connection, not of the answer: the gateway sets them, never the function.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
 # What CDK's add_cors_preflight allows (constructs/api.py).

@@ -16,13 +16,25 @@ from typing import Any
 from imagegen_infra import blueprint as bp
 
 Inventory = dict[str, dict[str, dict[str, Any]]]
-KINDS = ("table", "bucket", "topic", "subscription", "queue", "rule", "function", "state_machine", "secret")
+KINDS = (
+    "table",
+    "bucket",
+    "topic",
+    "subscription",
+    "queue",
+    "bus",
+    "rule",
+    "function",
+    "state_machine",
+    "secret",
+)
 TYPES = {
     "AWS::DynamoDB::Table": "table",
     "AWS::S3::Bucket": "bucket",
     "AWS::SNS::Topic": "topic",
     "AWS::SNS::Subscription": "subscription",
     "AWS::SQS::Queue": "queue",
+    "AWS::Events::EventBus": "bus",
     "AWS::Events::Rule": "rule",
     "AWS::Lambda::Function": "function",
     "AWS::StepFunctions::StateMachine": "state_machine",
@@ -33,6 +45,7 @@ NAME_PROPERTY = {
     "bucket": "BucketName",
     "topic": "TopicName",
     "queue": "QueueName",
+    "bus": "Name",
     "rule": "Name",
     "function": "FunctionName",
     "state_machine": "StateMachineName",
@@ -68,8 +81,10 @@ def _table(
     ttl: str | None,
     billing: str,
     encrypted: bool,
+    stream: str | None,
 ) -> dict[str, Any]:
     return {
+        "stream": stream,
         "key": [[k["AttributeName"], k["KeyType"]] for k in key_schema],
         "attributes": sorted([a["AttributeName"], a["AttributeType"]] for a in attributes),
         "indexes": {
@@ -146,6 +161,7 @@ def from_template(
                 ttl.get("AttributeName") if ttl.get("Enabled") else None,
                 props.get("BillingMode", "PROVISIONED"),
                 bool(props.get("SSESpecification", {}).get("SSEEnabled")),
+                props.get("StreamSpecification", {}).get("StreamViewType"),
             )
         elif kind == "bucket":
             blocks = props.get("PublicAccessBlockConfiguration", {})
@@ -154,13 +170,20 @@ def from_template(
                 "public_access_blocked": len(blocks) == 4 and all(blocks.values()),
                 "notifications": notifications.get(name, []),
             }
-        elif kind in ("topic", "secret"):
+        elif kind in ("topic", "secret", "bus"):
             inventory[kind][name] = {}
         elif kind == "queue":
-            inventory[kind][name] = {"retention_seconds": int(props.get("MessageRetentionPeriod", 345600))}
+            redrive = props.get("RedrivePolicy")
+            inventory[kind][name] = _queue(
+                int(props.get("MessageRetentionPeriod", 345600)),
+                int(props.get("VisibilityTimeout", 30)),
+                text(redrive["deadLetterTargetArn"]) if redrive else None,
+                int(redrive["maxReceiveCount"]) if redrive else None,
+            )
         elif kind == "rule":
             pattern = props.get("EventPattern")
             inventory[kind][name] = {
+                "bus": text(props["EventBusName"]) if "EventBusName" in props else "default",
                 "schedule": props.get("ScheduleExpression"),
                 "pattern": _resolve(pattern, text) if pattern else None,
                 "enabled": props.get("State", "ENABLED") == "ENABLED",
@@ -199,10 +222,21 @@ def _resolve(value: Any, text: Any) -> Any:
     return value
 
 
+def _queue(
+    retention: int, visibility: int, dead_letters: str | None, max_receives: int | None
+) -> dict[str, Any]:
+    return {
+        "retention_seconds": retention,
+        "visibility_seconds": visibility,
+        "dead_letter_queue": dead_letters,
+        "max_receives": max_receives,
+    }
+
+
 def _target(target: dict[str, Any], name_of: Any) -> dict[str, Any]:
     """A rule's target, from the template (references) or from moto (ARNs): `name_of` reads either."""
     return {
-        "function": name_of(target["Arn"]),
+        "target": name_of(target["Arn"]),
         "input": target.get("Input"),
         "input_transformer": target.get("InputTransformer"),
         "dead_letter_queue": name_of(target["DeadLetterConfig"]["Arn"])
@@ -227,6 +261,7 @@ def from_moto(client: Any) -> Inventory:
             ttl.get("AttributeName") if ttl.get("TimeToLiveStatus") == "ENABLED" else None,
             table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED"),
             table.get("SSEDescription", {}).get("Status") == "ENABLED",
+            table.get("StreamSpecification", {}).get("StreamViewType"),
         )
     s3 = client("s3")
     for bucket in s3.list_buckets()["Buckets"]:
@@ -270,21 +305,27 @@ def from_moto(client: Any) -> Inventory:
     sqs = client("sqs")
     for url in sqs.list_queues().get("QueueUrls", []):
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-        inventory["queue"][url.rsplit("/", 1)[1]] = {
-            "retention_seconds": int(attributes["MessageRetentionPeriod"])
-        }
+        redrive = json.loads(attributes["RedrivePolicy"]) if "RedrivePolicy" in attributes else None
+        inventory["queue"][url.rsplit("/", 1)[1]] = _queue(
+            int(attributes["MessageRetentionPeriod"]),
+            int(attributes["VisibilityTimeout"]),
+            _name_of_arn(redrive["deadLetterTargetArn"]) if redrive else None,
+            int(redrive["maxReceiveCount"]) if redrive else None,
+        )
     events = client("events")
-    for rule in events.list_rules()["Rules"]:
-        pattern = rule.get("EventPattern")
-        inventory["rule"][rule["Name"]] = {
-            "schedule": rule.get("ScheduleExpression"),
-            "pattern": _resolve_arns(json.loads(pattern)) if pattern else None,
-            "enabled": rule.get("State") == "ENABLED",
-            "targets": sorted(
-                (_target(t, _name_of_arn) for t in events.list_targets_by_rule(Rule=rule["Name"])["Targets"]),
-                key=json.dumps,
-            ),
-        }
+    for bus in events.list_event_buses()["EventBuses"]:
+        if bus["Name"] != "default":  # every account has it; the template does not declare it
+            inventory["bus"][bus["Name"]] = {}
+        for rule in events.list_rules(EventBusName=bus["Name"])["Rules"]:
+            pattern = rule.get("EventPattern")
+            targets = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus["Name"])["Targets"]
+            inventory["rule"][rule["Name"]] = {
+                "bus": bus["Name"],
+                "schedule": rule.get("ScheduleExpression"),
+                "pattern": _resolve_arns(json.loads(pattern)) if pattern else None,
+                "enabled": rule.get("State") == "ENABLED",
+                "targets": sorted((_target(t, _name_of_arn) for t in targets), key=json.dumps),
+            }
     lambda_ = client("lambda")
     for function in lambda_.list_functions()["Functions"]:
         dead_letters = (function.get("DeadLetterConfig") or {}).get("TargetArn")

@@ -90,7 +90,7 @@ def test_runtime_keys_are_the_settings_fields_the_stack_does_not_fill_in() -> No
     fields = {*Settings.model_fields, *PollSchedule.model_fields} - {"schedule"}
     stack_filled = {"jobs_table", "api_keys_table", "results_bucket", "uploads_bucket", "events_topic_arn"}
     stack_filled |= {"state_machine_arn", "provider_secret_id", "provider_secret_ids"}
-    stack_filled |= {"record_retention_days", "allow_loopback_urls"}
+    stack_filled |= {"record_retention_days", "allow_loopback_urls", "event_bus_name", "webhook_queue_url"}
     assert set(runtime_keys()) == {to_camel(name) for name in fields - stack_filled}
 
 
@@ -222,6 +222,8 @@ def test_settings_carry_the_configuration_to_the_functions() -> None:
         uploads_bucket="u",
         events_topic_arn="t",
         state_machine_arn="m",
+        event_bus_name="b",
+        webhook_queue_url="q",
         provider_secret_id="s",
     )
     assert settings.provider == "apiinone"

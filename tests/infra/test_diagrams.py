@@ -40,7 +40,9 @@ def test_the_architecture_has_every_resource_and_trigger(template: dict[str, Any
         assert f'[/"{queue}"/]' in chart, queue
     assert "POST /v2/images/generate, GET /v2/jobs/{id}" in chart
     assert f'"object created {bp.EDITS_PREFIX}" --> function_s3_edit' in chart
-    assert '"source = s3" --> function_s3_edit_result' in chart
+    assert '"source = s3, eventType = job.completed | job.failed" --> function_s3_edit_result' in chart
+    assert 'table_jobs -- "change stream" --> function_job_events' in chart
+    assert '"Image Job Requested" --> rule_job_requests' in chart
     assert '"rate(5 minutes)" --> rule_sweep_overdue_jobs' in chart
     alarms = len(resources(template, "AWS::CloudWatch::Alarm"))
     assert f'alarms>"{alarms} CloudWatch alarms"]' in chart

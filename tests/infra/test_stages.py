@@ -51,12 +51,23 @@ def test_the_default_deployment_keeps_todays_names() -> None:
         "imagegen-s3-edit",
         "imagegen-s3-edit-result",
         "imagegen-sweep-jobs",
+        "imagegen-job-events",
+        "imagegen-intake",
+        "imagegen-webhooks",
     ]
+    assert (default.event_bus, default.intake_queue, default.webhook_queue) == (
+        "imagegen-events",
+        "imagegen-intake",
+        "imagegen-webhooks",
+    )
     assert default.dead_letter_queues == [
         "imagegen-backstop-dlq",
         "imagegen-fail-job-dlq",
         "imagegen-s3-edit-dlq",
         "imagegen-s3-edit-result-dlq",
+        "imagegen-job-events-stream-dlq",
+        "imagegen-intake-dlq",
+        "imagegen-webhooks-dlq",
     ]
     assert (default.api_name, default.dashboard, default.service_name) == (
         "imagegen-api",

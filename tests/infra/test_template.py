@@ -13,6 +13,7 @@ import pytest
 from imagegen.jobs import OPEN_JOBS_INDEX
 from imagegen.settings import Settings
 from imagegen.storage import image_key
+from imagegen.webhooks import WebhookSecretStore
 from imagegen.workflow import StepState
 from imagegen_infra import blueprint as bp
 from imagegen_infra.config import DeployConfig
@@ -189,15 +190,26 @@ def _allowed(template: dict[str, Any], function: bp.FunctionSpec) -> dict[str, l
     return allowed
 
 
+def _targets(statement: dict[str, Any]) -> list[Any]:
+    resource = statement["Resource"]
+    return resource if isinstance(resource, list) else [resource]
+
+
 def _object_arn(template: dict[str, Any], purpose: str, keys: str) -> dict[str, Any]:
     return {"Fn::Join": ["", [{"Fn::GetAtt": [_bucket(template, purpose)[0], "Arn"]}, f"/{keys}"]]}
 
 
-def test_only_xray_is_allowed_on_every_resource(template: dict[str, Any]) -> None:
+# Actions IAM authorizes on no particular resource: "*" is the only form AWS accepts.
+ACTIONS_WITHOUT_RESOURCES = {"dynamodb:ListStreams"}  # the stream event source's (CDK adds it)
+
+
+def test_only_xray_and_listing_streams_are_allowed_on_every_resource(template: dict[str, Any]) -> None:
     for spec in bp.ALL_FUNCTIONS:
         for action, targets in _allowed(template, spec).items():
             assert "*" not in action, (spec.name, action)
-            assert "*" not in targets or action.startswith("xray:"), (spec.name, action)
+            anywhere = action.startswith("xray:") or action in ACTIONS_WITHOUT_RESOURCES
+            assert "*" not in targets or anywhere, (spec.name, action)
+    assert "dynamodb:ListStreams" in _allowed(template, bp.JOB_EVENTS_FUNCTION)
 
 
 def test_api_submits_and_reads_jobs_but_cannot_publish_or_write_objects(template: dict[str, Any]) -> None:
@@ -206,8 +218,17 @@ def test_api_submits_and_reads_jobs_but_cannot_publish_or_write_objects(template
     keys = {
         "Fn::GetAtt": [logical_id(template, "AWS::DynamoDB::Table", TableName=bp.API_KEYS_TABLE.name), "Arn"]
     }
-    assert allowed["dynamodb:PutItem"] == [jobs]  # never the keys table
     assert sorted(map(json.dumps, allowed["dynamodb:GetItem"])) == sorted(map(json.dumps, [jobs, keys]))
+    # The keys table only for the caller's webhook secret: never a key.
+    assert sorted(map(json.dumps, allowed["dynamodb:PutItem"])) == sorted(map(json.dumps, [jobs, keys]))
+    [secrets] = [
+        s
+        for s in role_statements(template, bp.API_FUNCTION.name)
+        if keys in _targets(s) and "dynamodb:PutItem" in actions_of(s)
+    ]
+    assert secrets["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{WebhookSecretStore.ITEM_PREFIX}*"]}
+    }
     assert allowed["states:StartExecution"] == [
         {"Ref": logical_id(template, "AWS::StepFunctions::StateMachine")}
     ]
@@ -229,15 +250,71 @@ def test_images_are_written_only_under_their_key_prefix(template: dict[str, Any]
         assert _allowed(template, spec)["s3:PutObject"] == [_object_arn(template, "results", "images/*")]
 
 
-def test_publishers_may_publish_and_encrypt_for_the_events_topic_only(template: dict[str, Any]) -> None:
+def test_only_the_announcers_publish_and_only_to_the_events_topic_and_bus(template: dict[str, Any]) -> None:
+    """No step publishes after its write (an event lost between the two): job changes are
+    announced from the table's stream, and only a refused event request, which has no job record
+    to stream, is announced by the intake function."""
     topic = {"Ref": logical_id(template, "AWS::SNS::Topic", TopicName=bp.EVENTS_TOPIC)}
+    bus = {"Fn::GetAtt": [logical_id(template, "AWS::Events::EventBus", Name=bp.EVENT_BUS), "Arn"]}
     key = {"Fn::GetAtt": [logical_id(template, "AWS::KMS::Key"), "Arn"]}
-    for spec in (bp.FINALIZE_FUNCTION, bp.FAIL_FUNCTION, bp.S3_EDIT_FUNCTION):
+    announcers = (bp.JOB_EVENTS_FUNCTION, bp.INTAKE_FUNCTION)
+    for spec in announcers:
         allowed = _allowed(template, spec)
         assert allowed["sns:Publish"] == [topic]
+        assert allowed["events:PutEvents"] == [bus]
         assert allowed["kms:GenerateDataKey"] == allowed["kms:Decrypt"] == [key]
-    for spec in (bp.API_FUNCTION, bp.CREATE_TASK_FUNCTION, bp.POLL_TASK_FUNCTION, bp.S3_RESULT_FUNCTION):
-        assert "sns:Publish" not in _allowed(template, spec)
+    for spec in bp.ALL_FUNCTIONS:
+        if spec not in announcers:
+            assert not {"sns:Publish", "events:PutEvents"} & set(_allowed(template, spec)), spec.name
+
+
+def test_job_changes_are_announced_from_the_tables_stream_retried_in_order(template: dict[str, Any]) -> None:
+    table = only(template, "AWS::DynamoDB::Table", TableName=bp.JOBS_TABLE.name)
+    assert table["StreamSpecification"] == {"StreamViewType": bp.JOB_STREAM_VIEW}
+    [stream] = [
+        m
+        for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
+        if "StreamArn" in json.dumps(m["EventSourceArn"])
+    ]
+    announcer = logical_id(template, "AWS::Lambda::Function", FunctionName=bp.JOB_EVENTS_FUNCTION.name)
+    assert stream["FunctionName"] == {"Ref": announcer}
+    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert stream["StartingPosition"] == "TRIM_HORIZON"
+    assert stream["MaximumRecordAgeInSeconds"] == 24 * 3600
+    dlq = logical_id(template, "AWS::SQS::Queue", QueueName=bp.DEFAULT.job_events_dlq)
+    assert stream["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": [dlq, "Arn"]}
+
+
+def test_event_requests_and_webhooks_are_queued_with_dead_letters(template: dict[str, Any]) -> None:
+    [rule] = [r for r in resources(template, "AWS::Events::Rule").values() if r.get("Name") == bp.INTAKE_RULE]
+    bus = logical_id(template, "AWS::Events::EventBus", Name=bp.EVENT_BUS)
+    assert rule["EventBusName"] == {"Ref": bus}
+    assert rule["EventPattern"] == bp.INTAKE_EVENT_PATTERN
+    intake = logical_id(template, "AWS::SQS::Queue", QueueName=bp.INTAKE_QUEUE)
+    [target] = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [intake, "Arn"]} and "DeadLetterConfig" in target
+    for queue_name, dlq_name, function in (
+        (bp.INTAKE_QUEUE, bp.INTAKE_DLQ, bp.INTAKE_FUNCTION),
+        (bp.WEBHOOK_QUEUE, bp.WEBHOOK_DLQ, bp.WEBHOOKS_FUNCTION),
+    ):
+        queue = only(template, "AWS::SQS::Queue", QueueName=queue_name)
+        dlq = logical_id(template, "AWS::SQS::Queue", QueueName=dlq_name)
+        assert queue["RedrivePolicy"] == {
+            "deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]},
+            "maxReceiveCount": bp.MAX_RECEIVES,
+        }
+        assert queue["VisibilityTimeout"] == bp.QUEUE_VISIBILITY_SECONDS
+        queue_id = logical_id(template, "AWS::SQS::Queue", QueueName=queue_name)
+        mapping = only(
+            template, "AWS::Lambda::EventSourceMapping", EventSourceArn={"Fn::GetAtt": [queue_id, "Arn"]}
+        )
+        consumer = logical_id(template, "AWS::Lambda::Function", FunctionName=function.name)
+        assert mapping["FunctionName"] == {"Ref": consumer}
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    webhooks = _allowed(template, bp.WEBHOOKS_FUNCTION)
+    assert webhooks["sqs:SendMessage"] == [
+        {"Fn::GetAtt": [logical_id(template, "AWS::SQS::Queue", QueueName=bp.WEBHOOK_QUEUE), "Arn"]}
+    ]
 
 
 def test_s3_edit_functions_write_only_their_answers_next_to_uploads(template: dict[str, Any]) -> None:
@@ -279,7 +356,7 @@ def _path_of(template: dict[str, Any], resource_id: str) -> str:
     return f"{prefix}/{resource['PathPart']}"
 
 
-def test_api_has_exactly_the_two_routes_proxied_to_the_api_function(template: dict[str, Any]) -> None:
+def test_api_has_exactly_its_routes_proxied_to_the_api_function(template: dict[str, Any]) -> None:
     api_function = logical_id(template, "AWS::Lambda::Function", FunctionName=bp.API_FUNCTION.name)
     routes = set()
     for method in resources(template, "AWS::ApiGateway::Method").values():
@@ -287,7 +364,16 @@ def test_api_has_exactly_the_two_routes_proxied_to_the_api_function(template: di
         assert method["AuthorizationType"] == "NONE"  # X-API-Key is checked by the function
         assert method["Integration"]["Type"] == "AWS_PROXY"
         assert api_function in json.dumps(method["Integration"]["Uri"])
-    assert routes == {("POST", "/v2/images/generate"), ("GET", "/v2/jobs/{id}")}
+    assert (
+        routes
+        == set(bp.API_ROUTES)
+        == {
+            ("POST", "/v2/images/generate"),
+            ("GET", "/v2/jobs/{id}"),
+            ("GET", "/v2/webhooks/secret"),
+            ("POST", "/v2/webhooks/secret/rotate"),
+        }
+    )
 
 
 def test_stage_logs_json_traces_and_throttles(template: dict[str, Any]) -> None:
@@ -345,7 +431,11 @@ def test_state_machine_logs_everything_traces_and_times_out(template: dict[str, 
 
 
 def test_dead_executions_fail_their_job_through_the_fail_function(template: dict[str, Any]) -> None:
-    [rule] = [r for r in resources(template, "AWS::Events::Rule").values() if "EventPattern" in r]
+    [rule] = [
+        r
+        for r in resources(template, "AWS::Events::Rule").values()
+        if r.get("Name") == bp.DEFAULT.dead_executions_rule.name
+    ]
     machine = logical_id(template, "AWS::StepFunctions::StateMachine")
     assert rule["EventPattern"] == {
         "source": ["aws.states"],
@@ -387,17 +477,22 @@ def test_edit_results_subscribe_to_upload_jobs_only(template: dict[str, Any]) ->
     [subscription] = resources(template, "AWS::SNS::Subscription").values()
     writer = logical_id(template, "AWS::Lambda::Function", FunctionName=bp.S3_RESULT_FUNCTION.name)
     assert subscription["Endpoint"] == {"Fn::GetAtt": [writer, "Arn"]}
-    assert subscription["FilterPolicy"] == {"source": ["s3"]}
+    assert subscription["FilterPolicy"] == {"source": ["s3"], "eventType": ["job.completed", "job.failed"]}
 
 
 def test_dead_letter_queues_are_encrypted_tls_only_and_alarmed(template: dict[str, Any]) -> None:
     queues = resources(template, "AWS::SQS::Queue")
-    assert len(queues) == 4  # backstop rule target, fail-job, s3-edit, s3-edit-result
+    # backstop rule target, fail-job, s3-edit, s3-edit-result, the job-events stream, and the
+    # intake and webhook queues with their dead-letter queues
+    assert len(queues) == 9
+    assert set(bp.DEFAULT.dead_letter_queues) < {q["QueueName"] for q in queues.values()}
     alarms = resources(template, "AWS::CloudWatch::Alarm").values()
     for queue_id, queue in queues.items():
         assert queue["SqsManagedSseEnabled"] is True
         policy = only(template, "AWS::SQS::QueuePolicy", Queues=[{"Ref": queue_id}])
         assert any(s["Effect"] == "Deny" for s in policy["PolicyDocument"]["Statement"])
+        if queue["QueueName"] not in bp.DEFAULT.dead_letter_queues:
+            continue  # a work queue: its messages are expected
         watching = [
             a
             for a in alarms

@@ -154,7 +154,6 @@ def test_the_finished_hook_runs_once_per_job_however_often_its_step_is_delivered
         svc.jobs,
         svc.provider,
         svc.results,
-        svc.events,
         svc.settings.schedule,
         on_finished=lambda job: finished.append(job.job_id),
     )

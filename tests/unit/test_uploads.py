@@ -19,7 +19,7 @@ from imagegen.edits.results import result_document
 from imagegen.images import sniff_image
 from imagegen.models import GenerateRequest, GptImageParams, Job, JobSource, JobStatus, utc_now
 from imagegen.settings import Settings
-from tests.fakes import InMemoryJobStore, RecordingEvents, RecordingStarter
+from tests.fakes import InMemoryJobStore, RecordingStarter
 from tests.images import image_bytes
 from tests.support import EVENTS
 
@@ -257,9 +257,7 @@ def test_result_document(status):
 def test_intake_refuses_to_run_unconfigured():
     settings = Settings(jobs_table="t", api_keys_table="k", results_bucket="r", events_topic_arn="arn")
     with pytest.raises(UploadsNotConfigured):
-        EditIntake(
-            settings, InMemoryJobStore(), RecordingStarter(), RecordingEvents(), UploadsBucket("", object())
-        )
+        EditIntake(settings, InMemoryJobStore(), RecordingStarter(), UploadsBucket("", object()))
 
 
 def test_constants_agree_with_the_blueprint():
@@ -267,7 +265,9 @@ def test_constants_agree_with_the_blueprint():
     from imagegen_infra import blueprint as bp
 
     assert keys.EDITS_PREFIX == bp.EDITS_PREFIX
-    assert {"source": [JobSource.S3.value]} == bp.S3_RESULT_FILTER_POLICY
+    assert {"source": [JobSource.S3.value], "eventType": ["job.completed", "job.failed"]} == (
+        bp.S3_RESULT_FILTER_POLICY
+    )
     assert bp.S3_EDIT_FUNCTION.handler == "s3_edit.handler.lambda_handler"
     assert bp.S3_RESULT_FUNCTION.handler == "s3_edit.handler.write_result"
 

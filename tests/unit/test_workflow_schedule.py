@@ -13,7 +13,7 @@ from imagegen.lifecycle import new_job
 from imagegen.models import GenerateRequest, JobStatus, UpstreamTask
 from imagegen.settings import PollSchedule, Settings
 from imagegen.workflow import JobWorkflow, StepState, _reason_from_catch
-from tests.fakes import InMemoryJobStore, InMemoryResults, RecordingEvents, ScriptedProvider
+from tests.fakes import InMemoryJobStore, InMemoryResults, ScriptedProvider
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SETTINGS = Settings(jobs_table="j", api_keys_table="k", results_bucket="r", events_topic_arn="t")
@@ -25,7 +25,6 @@ def setup(jitter: float = 1.0, deadline_in: float = 600, **schedule: float):
         store=store,
         provider_factory=lambda name: provider,
         results=InMemoryResults(),
-        events=RecordingEvents(),
         schedule=PollSchedule(**{"max_create_attempts": 50, "max_poll_errors": 50, **schedule}),
         clock=lambda: NOW,
         jitter=lambda: jitter,

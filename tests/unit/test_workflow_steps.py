@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from imagegen.announcer import Announcer
 from imagegen.errors import UpstreamTerminalError, UpstreamTransientError, UpstreamUnavailableError
 from imagegen.jobs import SWEEP_GRACE
 from imagegen.lifecycle import new_job
@@ -16,7 +17,15 @@ from imagegen.providers.apiframe import ApiframeProvider
 from imagegen.providers.base import CreatedTask, InlineImage, ProviderConfig, TaskState
 from imagegen.settings import PollSchedule, Settings
 from imagegen.workflow import SWEPT_REASON, JobWorkflow, StepState
-from tests.fakes import Crash, InMemoryJobStore, InMemoryResults, RecordingEvents, ScriptedProvider
+from tests.fakes import (
+    Crash,
+    InMemoryJobStore,
+    InMemoryResults,
+    RecordingEvents,
+    RecordingQueue,
+    ScriptedProvider,
+    stream_events,
+)
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SETTINGS = Settings(jobs_table="j", api_keys_table="k", results_bucket="r", events_topic_arn="t")
@@ -31,14 +40,13 @@ class World:
     """A workflow on fakes, with one job submitted."""
 
     def __init__(self, chain: tuple[str, ...] = (), **params: object) -> None:
-        self.store, self.results, self.events = InMemoryJobStore(), InMemoryResults(), RecordingEvents()
+        self.store, self.results = InMemoryJobStore(), InMemoryResults()
         self.providers = {"scripted": ScriptedProvider(), "backup": Backup()}
         self.finished: list[str] = []
         self.flow = JobWorkflow(
             store=self.store,
             provider_factory=lambda name: self.providers[name or "scripted"],
             results=self.results,
-            events=self.events,
             schedule=PollSchedule(first_poll_seconds=5, poll_interval_seconds=2, max_create_attempts=3),
             clock=lambda: NOW,
             jitter=lambda: 0.5,
@@ -176,9 +184,10 @@ def test_finalize_stores_every_image_completes_the_job_and_announces_it_once():
     job = world.job
     assert job.status is JobStatus.COMPLETED and job.progress == 100 and job.completed_at == NOW
     assert list(world.results.objects) == job.result_keys == [f"images/{job.job_id}/0.webp"]
-    assert [e.type for e in world.events.published] == ["job.completed"]
     world.flow.finalize(world.state)  # a duplicated or retried finalize
-    assert len(world.events.published) == 1 and world.finished == [job.job_id]
+    assert stream_events(world.store)[-1:] == [f"job.completed {job.job_id}"]
+    assert stream_events(world.store).count(f"job.completed {job.job_id}") == 1
+    assert world.finished == [job.job_id]
 
 
 def test_a_transient_download_error_propagates_for_the_state_machine_to_retry():
@@ -189,24 +198,23 @@ def test_a_transient_download_error_propagates_for_the_state_machine_to_retry():
     world.results.served[f"https://cdn.example/{task.task_id}.png"] = UpstreamUnavailableError("HTTP 503")
     with pytest.raises(UpstreamUnavailableError):
         world.flow.finalize(world.state)
-    assert world.job.status is JobStatus.PROCESSING and world.events.published == []
+    assert world.job.status is JobStatus.PROCESSING
+    assert not any(e.startswith(("job.completed", "job.failed")) for e in stream_events(world.store))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #8: the event is published after the terminal write; a retried step sees a "
-    "terminal job and never publishes again. Events are to come from the job table's stream.",
-)
 def test_an_event_whose_first_publish_fails_is_delivered_anyway():
     world = World()
-    world.flow.create(world.state)
-    world.flow.poll(world.state)
+    for step in (world.flow.create, world.flow.poll):
+        step(world.state)
     world.serve_images()
-    world.events.failures = [RuntimeError("SNS is down")]
+    world.flow.finalize(world.state)
+    events = RecordingEvents(failures=[RuntimeError("SNS is down")])
+    announcer = Announcer(events, RecordingQueue(), "results-bucket")
+    old, new = world.store.changes[-1]
     with pytest.raises(RuntimeError):
-        world.flow.finalize(world.state)
-    world.flow.finalize(world.state)  # the state machine's retry
-    assert [e.type for e in world.events.published] == ["job.completed"]
+        announcer.announce(old, new)
+    announcer.announce(old, new)  # the stream delivers the change again
+    assert [(e.type, e.id) for e in events.published] == [("job.completed", f"{new.job_id}:{new.version}")]
 
 
 # --- fail and sweep -----------------------------------------------------------------------------
@@ -214,7 +222,8 @@ def test_a_failure_is_recorded_once_however_often_it_is_reported():
     world = World()
     for _ in range(2):
         world.flow.fail(StepState(jobId=world.state.jobId, next="fail", reason="boom"))
-    assert world.job.error == "boom" and len(world.events.published) == 1
+    assert world.job.error == "boom"
+    assert stream_events(world.store).count(f"job.failed {world.state.jobId}") == 1
 
 
 def test_the_sweeper_fails_only_jobs_open_long_past_their_deadline():
@@ -224,7 +233,7 @@ def test_the_sweeper_fails_only_jobs_open_long_past_their_deadline():
     assert world.flow.sweep().failed == ["late"]
     assert world.store.get("late").error == SWEPT_REASON
     assert world.job.status is JobStatus.QUEUED
-    assert [e.jobId for e in world.events.published] == ["late"]
+    assert [e for e in stream_events(world.store) if e.startswith("job.failed")] == ["job.failed late"]
 
 
 # --- records that cannot hold a change ------------------------------------------------------------
@@ -241,12 +250,12 @@ def test_a_task_the_record_cannot_hold_fails_the_job_and_creates_nothing_more():
     assert routed.next == "fail" and routed.reason is not None
     assert routed.reason.startswith("the job could not be recorded") and len(routed.reason) < 300
     assert [slot for _, slot in world.primary.created] == [0, 1]  # slot 2 was never created
-    assert world.events.published == []  # only the failure step announces
+    assert not any(e.startswith("job.failed") for e in stream_events(world.store))
     world.flow.fail(routed)
     job = world.job
     assert (job.status, job.error, job.charged_credits) == (JobStatus.FAILED, routed.reason, 0)
     assert [t.task_id for t in job.upstream_tasks] == ["t-0"]  # the record as it was, failed
-    assert [e.type for e in world.events.published] == ["job.failed"] and world.finished == [job.job_id]
+    assert stream_events(world.store)[-1:] == [f"job.failed {job.job_id}"] and world.finished == [job.job_id]
 
 
 def test_a_poll_answer_the_record_cannot_hold_fails_the_job():
@@ -260,7 +269,7 @@ def test_a_poll_answer_the_record_cannot_hold_fails_the_job():
     assert routed.next == "fail"
     assert world.job.status is JobStatus.FAILED and "could not be recorded" in (world.job.error or "")
     assert world.job.upstream_tasks[0].image_urls == []  # the answer was never written
-    assert len(world.events.published) == 1
+    assert stream_events(world.store).count(f"job.failed {world.state.jobId}") == 1
 
 
 def test_an_upstream_message_of_any_length_fails_the_job_with_a_short_reason():

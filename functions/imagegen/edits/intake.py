@@ -6,7 +6,7 @@ version, valid until past the job's deadline. The job id is derived from bucket,
 version (or sequencer), so a redelivered S3 event finds its job and starts nothing.
 
 A bad upload gets `<name>.error.json` (the API's error shape) and a FAILED job record, whose
-`job.failed` event goes out like any other.
+`job.failed` event goes out like any other (from the job table's change stream).
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from imagegen.edits.errors import (
 from imagegen.edits.keys import UploadKind, classify, edit_job_id, error_key, result_key
 from imagegen.edits.requests import MAX_MANIFEST_BYTES, body_from_metadata, parse_manifest, validated_request
 from imagegen.errors import ImagegenError, InvalidRequest, JobNotFound, ServiceUnavailable
-from imagegen.events import JobEvent
 from imagegen.images import SNIFF_BYTES, sniff_image
 from imagegen.lifecycle import new_job, rejected_job
 from imagegen.models import GenerateRequest, JobSource
-from imagegen.ports import EventPublisherPort, JobRepository, WorkflowStarterPort
+from imagegen.ports import JobRepository, WorkflowStarterPort
 from imagegen.settings import Settings
 from imagegen.submission import submit_job
 
@@ -70,7 +69,6 @@ class EditIntake:
         settings: Settings,
         store: JobRepository,
         starter: WorkflowStarterPort,
-        events: EventPublisherPort,
         uploads: UploadsBucket,
     ) -> None:
         if not settings.uploads_bucket or not settings.uploads_owner:
@@ -78,7 +76,6 @@ class EditIntake:
         self.settings = settings
         self.store = store
         self.starter = starter
-        self.events = events
         self.uploads = uploads
 
     def handle(self, record: UploadRecord) -> Outcome:
@@ -117,8 +114,7 @@ class EditIntake:
         except InvalidRequest as exc:  # ours, validation, the SSRF guard, what no provider can serve
             return self._reject(kind, job_id, origin, exc)
         except ServiceUnavailable as exc:
-            # submit_job stored the job FAILED (not charged); announce it like any failed job.
-            return self._announce_failure(kind, job_id, origin, exc)
+            return self._start_failed(kind, job_id, origin, exc)
         return Outcome(record.key, kind, "started" if created else "duplicate", job_id)
 
     # --- requests -----------------------------------------------------------------------------
@@ -166,21 +162,20 @@ class EditIntake:
     # --- outcomes -----------------------------------------------------------------------------
     def _reject(self, kind: UploadKind, job_id: str, origin: dict[str, str], error: ImagegenError) -> Outcome:
         """Error file first (so a pipeline learns why even if the rest fails), then a FAILED job
-        record, visible through the API, whose job.failed event is published once."""
+        record, visible through the API, whose job.failed event the change stream publishes."""
         self.uploads.put_json(origin["error_key"], error_document(error, job_id))
         origin = {**origin, "error_code": error.code}
         job = rejected_job(
             job_id, self.settings.uploads_owner, self.settings, JobSource.S3, origin, rejection_text(error)
         )
-        if self.store.create(job):
-            self.events.publish(JobEvent.for_job(job, self.settings.results_bucket))
+        self.store.create(job)  # its job.failed event comes from the table's change stream
         return Outcome(origin["key"], kind, "rejected", job_id, error.code)
 
-    def _announce_failure(
+    def _start_failed(
         self, kind: UploadKind, job_id: str, origin: dict[str, str], error: ImagegenError
     ) -> Outcome:
+        """submit_job stored the job FAILED (not charged); the stream announces it."""
         self.uploads.put_json(origin["error_key"], error_document(error, job_id))
-        self.events.publish(JobEvent.for_job(self.store.get(job_id), self.settings.results_bucket))
         return Outcome(origin["key"], kind, "rejected", job_id, error.code)
 
     def _job_exists(self, job_id: str) -> bool:

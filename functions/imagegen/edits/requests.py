@@ -84,6 +84,17 @@ class EditManifest(GenerateRequest):
             raise ValueError("input_images is not allowed in a manifest: list the uploaded keys in `images`")
         return params
 
+    @field_validator("webhookUrl", "webhookEvents")
+    @classmethod
+    def _no_webhooks(cls, value: object) -> None:
+        # A webhook is signed with the secret of the API key that asked for it; an upload has no
+        # key. Its answer is `<name>.result.json` and the job events.
+        if value:
+            raise ValueError(
+                "webhooks are not available for S3 edits: wait for <name>.result.json or the job events"
+            )
+        return None
+
 
 def parse_manifest(raw: bytes) -> EditManifest:
     try:

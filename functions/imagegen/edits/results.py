@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from imagegen.edits.bucket import UploadsBucket
-from imagegen.events import JobEvent
+from imagegen.events import TERMINAL_TYPES, JobEvent
 from imagegen.models import Job, JobSource
 from imagegen.ports import JobRepository
 
@@ -31,7 +31,7 @@ class ResultWriter:
 
     def write(self, event: JobEvent) -> str | None:
         """Returns the key written, or None when the event is not about an upload."""
-        if event.source != JobSource.S3.value:
+        if event.source != JobSource.S3.value or event.type not in TERMINAL_TYPES:
             return None
         job = self.store.get(event.jobId)
         bucket, key = job.origin.get("bucket"), job.origin.get("result_key")

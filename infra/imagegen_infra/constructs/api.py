@@ -1,4 +1,4 @@
-"""The public REST API: two routes proxied to the API function, and API Gateway's own error
+"""The public REST API: the blueprint's routes proxied to the API function, and API Gateway's own error
 answers rewritten to our error shape.
 
 Authentication and validation happen in the function, the same way locally and in the cloud:
@@ -118,10 +118,8 @@ class Api(Construct):
         # Explicit routes, no catch-all: anything else is API Gateway's 404 below. The body is
         # validated in the function with pydantic, so validation errors come in our shape too.
         integration = apigw.LambdaIntegration(handler, proxy=True)
-        v2 = self.rest_api.root.add_resource("v2")
-        generate = v2.add_resource("images").add_resource("generate")
-        job = v2.add_resource("jobs").add_resource("{id}")
-        methods = [generate.add_method("POST", integration), job.add_method("GET", integration)]
+        routes = [(self._resource(path), method) for method, path in bp.API_ROUTES]
+        methods = [resource.add_method(method, integration) for resource, method in routes]
         cors_allow_origins = config.runtime.cors_allow_origins
         if cors_allow_origins:
             methods += [
@@ -130,7 +128,7 @@ class Api(Construct):
                     allow_methods=[method],
                     allow_headers=["Content-Type", "X-API-Key", "Idempotency-Key"],
                 )
-                for resource, method in ((generate, "POST"), (job, "GET"))
+                for resource, method in routes
             ]
         for method in methods:
             acknowledge(method, "APIG4", NO_GATEWAY_AUTHORIZER)
@@ -138,6 +136,13 @@ class Api(Construct):
 
         self._rewrite_gateway_responses(cors_allow_origins)
         self._acknowledge_findings()
+
+    def _resource(self, path: str) -> apigw.IResource:
+        """The resource of `path`, made with its parents as needed."""
+        resource = self.rest_api.root
+        for part in path.strip("/").split("/"):
+            resource = resource.get_resource(part) or resource.add_resource(part)
+        return resource
 
     def _rewrite_gateway_responses(self, cors_allow_origins: list[str]) -> None:
         headers = {"Content-Type": "'application/json'"}

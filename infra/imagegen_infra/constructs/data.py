@@ -28,6 +28,7 @@ def _table(scope: Construct, construct_id: str, spec: bp.TableSpec) -> dynamodb.
             point_in_time_recovery_enabled=True
         ),
         time_to_live_attribute=spec.ttl_attribute,
+        stream=dynamodb.StreamViewType(spec.stream_view) if spec.stream_view else None,
         # Jobs (with their credit charges) and keys are the service's data: a stack deletion
         # must not take them along.
         removal_policy=RemovalPolicy.RETAIN,

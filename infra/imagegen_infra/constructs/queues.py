@@ -6,8 +6,9 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-# The longest SQS keeps a message: two weeks to notice the alarm, fix, and replay.
-DLQ_RETENTION = Duration.days(14)
+from imagegen_infra import blueprint as bp
+
+DLQ_RETENTION = Duration.seconds(bp.QUEUE_RETENTION_SECONDS)
 
 
 def dead_letter_queue(scope: Construct, construct_id: str, queue_name: str) -> sqs.Queue:
