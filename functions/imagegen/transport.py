@@ -11,7 +11,14 @@ providers. So:
   reached it: `UpstreamTransientError`, retried on the same provider only;
 - a failure before the provider was called at all (fetching a user's input image) cannot have
   created anything upstream: the caller says so with `before_provider_call=True`;
-- any other status (validation, auth, credits, content policy, a missing image) is terminal.
+- any other status (validation, auth, credits, content policy, a missing image) is terminal;
+- an answer whose body cannot be read at all (cut off, an HTML page from a proxy, an empty
+  body, a broken Content-Encoding, JSON nested past what we parse): the upstream received the
+  request and may have acted on it, exactly as when its answer is lost to a read timeout, so
+  `UpstreamTransientError` too (retried within the attempt budget, never failed over). What
+  such bodies come from (a truncation, a proxy's error page) passes; a JSON answer we can
+  read but that says something the protocol does not (a missing task id, an unknown status)
+  is the upstream's own word, and each provider fails the job on it with that reason.
 
 It also bounds every such call by the job's deadline: inside `deadline(seconds_left)`, each
 wait of a request (connect, pool, write, every read) is at most the time left, and a request
@@ -24,6 +31,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 import httpx
 
@@ -34,12 +42,22 @@ def is_transient_status(code: int) -> bool:
     return code in (408, 429) or code >= 500
 
 
+# What httpx raises when a call fails on the way: the transport's errors, and a body whose
+# Content-Encoding does not decode (gzip cut off or not gzip at all), raised while reading it.
+CALL_FAILURES = (httpx.TransportError, httpx.DecodingError)
+
+
 def transport_failure(
-    exc: httpx.TransportError, label: str, *, before_provider_call: bool = False
+    exc: httpx.TransportError | httpx.DecodingError, label: str, *, before_provider_call: bool = False
 ) -> UpstreamTransientError:
-    """The error an httpx transport failure of the call named `label` stands for."""
+    """The error an httpx failure of the call named `label` (one of CALL_FAILURES) stands for."""
     never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
+    if isinstance(exc, httpx.DecodingError):
+        kind = "answered with a body that could not be decoded"
+    elif isinstance(exc, httpx.TimeoutException):
+        kind = "timed out"
+    else:
+        kind = "connection failed"
     message = f"{label}: {kind} ({type(exc).__name__})"
     if never_sent or before_provider_call:
         return UpstreamUnavailableError(message)
@@ -56,6 +74,29 @@ def status_failure(
     if code in (429, 503) or before_provider_call:
         return UpstreamUnavailableError(message, retry_after=retry_after)
     return UpstreamTransientError(message, retry_after=retry_after)
+
+
+def json_or_none(response: httpx.Response) -> Any:
+    """The body as JSON, or None when it is not (any bytes: cut, HTML, binary, too deep)."""
+    try:
+        return response.json()
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError; deep nesting
+        return None
+
+
+def json_answer(response: httpx.Response, label: str) -> Any:
+    """The JSON body of a successful answer of the call named `label`; a body that is not
+    JSON is an UpstreamTransientError (see the module's rules), saying what came instead."""
+    try:
+        return response.json()
+    except (ValueError, RecursionError) as exc:
+        what = response.headers.get("content-type", "no content type").split(";")[0].strip()
+        detail = f"{what}, {len(response.content)} bytes"
+        if isinstance(exc, RecursionError):
+            detail += ", nested too deeply"
+        raise UpstreamTransientError(
+            f"{label}: answered HTTP {response.status_code} with a body that is not JSON ({detail})"
+        ) from None
 
 
 # The monotonic time by which the upstream calls of the current step must be done, if any.

@@ -10,7 +10,7 @@ from typing import Any
 
 from imagegen.errors import UpstreamTerminalError
 from imagegen.models import JobStatus
-from imagegen.providers.base import CreatedTask, GenerationRequest, Provider, TaskState
+from imagegen.providers.base import CreatedTask, GenerationRequest, Provider, TaskState, progress_of
 
 _STATUS = {
     "QUEUED": JobStatus.PROCESSING,
@@ -35,15 +35,15 @@ class ApiframeProvider(Provider):
         # Derived from our job id, so a create retried after a lost answer finds the same task
         # upstream instead of paying for a second one.
         headers = {"X-API-Key": self.config.api_key, "Idempotency-Key": f"imagegen-{request.job_id}-{slot}"}
-        data = self.send("POST", "/v2/images/generate", json=body, headers=headers).json()
+        data = self.json_of(self.send("POST", "/v2/images/generate", json=body, headers=headers))
         task_id = data.get("jobId") if isinstance(data, dict) else None
-        if not task_id:
+        if isinstance(task_id, bool) or not isinstance(task_id, str | int) or not str(task_id):
             raise UpstreamTerminalError("apiframe: create answered without a jobId")
         return CreatedTask(task_id=str(task_id))
 
     def get_task(self, task_id: str) -> TaskState:
         response = self.send("GET", f"/v2/jobs/{task_id}", headers={"X-API-Key": self.config.api_key})
-        return parse_job(response.json())
+        return parse_job(self.json_of(response))
 
 
 def parse_job(data: Any) -> TaskState:
@@ -53,14 +53,13 @@ def parse_job(data: Any) -> TaskState:
     status = _STATUS.get(raw_status)
     if status is None:
         raise UpstreamTerminalError(f"apiframe: unknown job status {raw_status!r}")
-    progress = data.get("progress")
-    progress = int(progress) if isinstance(progress, int | float) else 0
     if status is JobStatus.FAILED:
-        return TaskState(status, progress, error=str(data.get("error") or "apiframe reported the job FAILED"))
+        reason = str(data.get("error") or "apiframe reported the job FAILED")
+        return TaskState(status, progress_of(data.get("progress")), error=reason)
     if status is JobStatus.COMPLETED:
         result = data.get("result") or {}
         images = result.get("images") if isinstance(result, dict) else None
         if not images or not all(isinstance(u, str) for u in images):
             raise UpstreamTerminalError("apiframe: COMPLETED job has no readable result.images")
         return TaskState(status, 100, image_urls=list(images))
-    return TaskState(status, max(0, min(progress, 99)))
+    return TaskState(status, progress_of(data.get("progress")))

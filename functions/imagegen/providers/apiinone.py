@@ -35,8 +35,10 @@ from imagegen.providers.base import (
     TaskState,
     classify,
     error_body_message,
+    progress_of,
     retry_after_seconds,
 )
+from imagegen.transport import json_answer
 
 MODEL = "gpt-image-1-5"
 QUALITY = {"low": "medium", "medium": "medium", "auto": "high", "high": "high"}
@@ -93,7 +95,7 @@ class ApiinOneProvider(Provider):
         )
         data = unwrap(response)
         task_id = data.get("task_id") or data.get("taskId") or data.get("id")
-        if not isinstance(task_id, str | int) or not str(task_id):
+        if isinstance(task_id, bool) or not isinstance(task_id, str | int) or not str(task_id):
             raise UpstreamTerminalError("apiin.one: create answered without a task_id")
         return CreatedTask(task_id=str(task_id))
 
@@ -119,12 +121,7 @@ def request_body(request: GenerationRequest) -> dict[str, Any]:
 
 def unwrap(response: httpx.Response) -> dict[str, Any]:
     """`data` of a successful envelope; an error in the body raises as its code says."""
-    try:
-        body = response.json()
-    except ValueError:
-        raise UpstreamTerminalError(
-            f"apiin.one: answered HTTP {response.status_code} with a body that is not JSON"
-        ) from None
+    body = json_answer(response, "apiin.one")
     if not isinstance(body, dict):
         raise UpstreamTerminalError("apiin.one: answer is not a JSON object")
     error = body.get("error")
@@ -167,9 +164,7 @@ def parse_task(data: dict[str, Any]) -> TaskState:
                 f"(fields: {sorted(data)})"
             )
         return TaskState(status, 100, image_urls=urls[:1])  # one image per task
-    progress = data.get("progress")
-    progress = int(progress) if isinstance(progress, int | float) and not isinstance(progress, bool) else 0
-    return TaskState(status, max(0, min(progress, 99)))
+    return TaskState(status, progress_of(data.get("progress")))
 
 
 def result_urls(data: dict[str, Any]) -> list[str]:

@@ -12,6 +12,7 @@ imagegen.providers.PROVIDERS; docs/providers.md walks through it.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -23,7 +24,15 @@ import httpx
 
 from imagegen.errors import UpstreamTerminalError, UpstreamTransientError, UpstreamUnavailableError
 from imagegen.models import GptImageParams, JobStatus
-from imagegen.transport import bound_by_deadline, is_transient_status, status_failure, transport_failure
+from imagegen.transport import (
+    CALL_FAILURES,
+    bound_by_deadline,
+    is_transient_status,
+    json_answer,
+    json_or_none,
+    status_failure,
+    transport_failure,
+)
 
 MAX_INPUT_IMAGE_BYTES = 20 * 1024 * 1024  # per input image a provider fetches itself
 
@@ -136,13 +145,18 @@ class Provider(ABC):
         started = time.perf_counter()
         try:
             response = self.http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
+        except CALL_FAILURES as exc:
             self._log_call(method, path, started, type(exc).__name__)
             raise transport_failure(exc, self.said_by) from exc
         self._log_call(method, path, started, response.status_code)
         if response.status_code >= 400:
             raise self.error_for(response)
         return response
+
+    def json_of(self, response: httpx.Response) -> Any:
+        """The JSON body of a successful answer; one that is not JSON (cut off, a proxy's HTML
+        page) is an UpstreamTransientError (imagegen.transport.json_answer)."""
+        return json_answer(response, self.said_by)
 
     def _log_call(self, method: str, path: str, started: float, outcome: int | str) -> None:
         # The path, never the query or headers: those may carry keys.
@@ -158,9 +172,8 @@ class Provider(ABC):
 
     def error_message(self, response: httpx.Response) -> str:
         """The provider's own words for an error response."""
-        try:
-            body = response.json()
-        except ValueError:
+        body = json_or_none(response)
+        if body is None:
             return f"HTTP {response.status_code}: {response.text[:200]}"
         return error_body_message(body) or f"HTTP {response.status_code}"
 
@@ -195,6 +208,14 @@ def error_body_message(body: Any) -> str | None:
     if body.get("message"):
         return str(body["message"])
     return None
+
+
+def progress_of(value: Any) -> int:
+    """A progress figure from an answer as 0..99 (100 is ours to say, once stored): anything
+    that is not a finite number (a string, true, NaN, 1e400) counts as 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return 0
+    return max(0, min(int(value), 99))
 
 
 def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:

@@ -33,7 +33,7 @@ from imagegen.images import SNIFF_BYTES, sniff_image
 from imagegen.models import CONTENT_TYPES, SIZES
 from imagegen.providers.base import CreatedTask, GenerationRequest, InlineImage, Provider, TaskState
 from imagegen.ssrf import safe_stream
-from imagegen.transport import status_failure, transport_failure
+from imagegen.transport import CALL_FAILURES, json_or_none, status_failure, transport_failure
 
 MODEL = "gpt-image-1.5"
 SIZE_BY_ASPECT = {ratio: f"{width}x{height}" for ratio, (width, height) in SIZES.items()}
@@ -58,11 +58,8 @@ class OpenAIProvider(Provider):
             response = self.send(
                 "POST", "/v1/images/generations", json=options, headers=self._auth(), timeout=timeout
             )
-        try:
-            body = response.json()
-        except ValueError:
-            raise UpstreamTerminalError("openai: answered with a body that is not JSON") from None
-        images = parse_images(body, request.params.output_format, request.params.number_of_images)
+        params = request.params
+        images = parse_images(self.json_of(response), params.output_format, params.number_of_images)
         task_id = response.headers.get("x-request-id") or f"{request.job_id}-{slot}"
         return CreatedTask(task_id=task_id, images=images)
 
@@ -98,7 +95,7 @@ class OpenAIProvider(Provider):
                         raise UpstreamTerminalError(f"{label} is larger than {cap // (1024 * 1024)} MiB")
         except UnsafeUrl as exc:
             raise UpstreamTerminalError(f"{label}: {exc.message}") from exc
-        except httpx.TransportError as exc:
+        except CALL_FAILURES as exc:
             raise transport_failure(exc, f"{label}: download", before_provider_call=True) from exc
         image_format = sniff_image(bytes(data[:SNIFF_BYTES]))
         if image_format is None:
@@ -145,9 +142,7 @@ def parse_images(body: Any, output_format: str, expected: int) -> list[InlineIma
 
 
 def _error_field(response: httpx.Response, name: str) -> str | None:
-    try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
-        return None
+    body = json_or_none(response)
+    error = body.get("error") if isinstance(body, dict) else None
     value = error.get(name) if isinstance(error, dict) else None
     return str(value) if value else None

@@ -20,16 +20,19 @@ What it created, and when each task finished, is in ``sim.task_records()`` and, 
 other processes, at ``GET {base_url}/_simulator/tasks``.
 """
 
-from .config import BREAK, HANG, MALFORMED, FaultScript, SimulatorConfig
+from .config import BREAK, CUT_BODY, HANG, HTML_PAGE, MALFORMED, WRONG_SHAPE, FaultScript, SimulatorConfig
 from .server import RECORDS_PATH, UpstreamSimulator
 from .tasks import TaskRecord
 from .webhooks import signature
 
 __all__ = [
     "BREAK",
+    "CUT_BODY",
     "HANG",
+    "HTML_PAGE",
     "MALFORMED",
     "RECORDS_PATH",
+    "WRONG_SHAPE",
     "FaultScript",
     "SimulatorConfig",
     "TaskRecord",

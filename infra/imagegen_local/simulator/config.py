@@ -11,10 +11,15 @@ TaskOutcome = Literal["fail", "never"]
 # Scripted failure codes besides HTTP statuses. HANG: answer normally, but only after
 # hang_seconds (a client read timeout, deterministically). MALFORMED: do the work, then answer
 # 200 with a body that is not what the protocol promises (cut JSON, an HTML page, a wrong shape).
-# BREAK (downloads): send the headers and half the file, then drop the connection.
+# BREAK (downloads): send the headers and half the file, then drop the connection. CUT_BODY,
+# HTML_PAGE and WRONG_SHAPE: MALFORMED of that one kind (MALFORMED draws the kind at random).
 HANG = 0
 MALFORMED = -1
 BREAK = -2
+CUT_BODY = -3
+HTML_PAGE = -4
+WRONG_SHAPE = -5
+MALFORMED_KINDS = (CUT_BODY, HTML_PAGE, WRONG_SHAPE)
 
 # Rates of API calls (create, status) answered with a fault; split from one roll, so their sum
 # is the share of faulty answers.

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
-from .config import BREAK, HANG, MALFORMED, FaultScript, SimulatorConfig
+from .config import BREAK, HANG, MALFORMED, MALFORMED_KINDS, FaultScript, SimulatorConfig
 
 CallKind = Literal["create", "poll", "download"]
 Outcome = Literal["succeed", "fail", "never"]
@@ -24,6 +24,7 @@ class ApiFault:
     status: int | None = None
     hang_seconds: float = 0.0
     malformed: bool = False
+    malformed_kind: int | None = None  # one of MALFORMED_KINDS; None: drawn when answering
     broken: bool = False
 
     @property
@@ -132,6 +133,8 @@ def _scripted_fault(code: int, hang_seconds: float) -> ApiFault:
         return ApiFault(hang_seconds=hang_seconds)
     if code == MALFORMED:
         return ApiFault(malformed=True)
+    if code in MALFORMED_KINDS:
+        return ApiFault(malformed=True, malformed_kind=code)
     if code == BREAK:
         return ApiFault(broken=True)
     return ApiFault(status=code)

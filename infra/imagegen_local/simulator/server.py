@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 from .apiframe import MODEL as APIFRAME_MODEL
 from .apiframe import ApiframeProtocol
 from .apiinone import ApiinOneProtocol
-from .config import FaultScript, SimulatorConfig, TaskOutcome
+from .config import CUT_BODY, HTML_PAGE, MALFORMED_KINDS, FaultScript, SimulatorConfig, TaskOutcome
 from .faults import ApiFault, CallKind, FaultInjector
 from .openai_images import OpenAIImagesProtocol
 from .tasks import FileStore, Task, TaskRecord, TaskStore
@@ -27,7 +27,6 @@ RECORDS_PATH = "/_simulator/tasks"  # what the simulator created, for benchmarks
 # What a broken proxy or a half-deployed upstream answers with a 200: JSON cut off midway, an
 # HTML page, and JSON of the wrong shape. The first is built from the real answer.
 _HTML_PAGE = b"<html><head><title>Service</title></head><body>Please try again later.</body></html>"
-_MALFORMED_KINDS = 3
 
 
 class UpstreamProtocol(Protocol):
@@ -206,7 +205,7 @@ class UpstreamSimulator:
             response = protocol.error_response(error)
         if fault is not None and fault.malformed and response.status < 300:
             # The work is done (a create made its task), only the answer is garbled.
-            response = self._malformed(response)
+            response = self._malformed(response, fault.malformed_kind)
         if fault is not None and fault.hang_seconds:
             # Hang after the work is done: a create that "times out" has still created its
             # task, which is exactly the case where client retries duplicate work.
@@ -231,11 +230,12 @@ class UpstreamSimulator:
         task = self.tasks.find(next(iter(params.values()), ""))
         return task.script if task is not None else None
 
-    def _malformed(self, response: Response) -> Response:
-        kind = self.faults.pick(_MALFORMED_KINDS)
-        if kind == 0:
+    def _malformed(self, response: Response, kind: int | None) -> Response:
+        if kind is None:
+            kind = MALFORMED_KINDS[self.faults.pick(len(MALFORMED_KINDS))]
+        if kind == CUT_BODY:
             return Response(200, response.body[: max(1, len(response.body) // 2)], response.content_type)
-        if kind == 1:
+        if kind == HTML_PAGE:
             return Response(200, _HTML_PAGE, "text/html; charset=utf-8")
         return Response(200, b'{"ok": true}')
 
