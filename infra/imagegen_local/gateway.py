@@ -15,7 +15,13 @@ connection:
   Gateway's quota) or a header line too long: 431;
 - a body over 10 MB: 413; a malformed request line (a space in the path), a Content-Length
   that is not a number or broken chunked framing: 400;
-- the function failing: 502, as API Gateway answers when the integration fails.
+- the function failing (it raised, or answered something that is not a proxy response): 502,
+  as API Gateway answers when the integration fails;
+- more requests than the function may run at once (`max_concurrency`, as a function's
+  reserved concurrency): a request waits for a free slot, at most as long as API Gateway
+  waits for an integration (29 s), then is answered 503 service_unavailable with
+  Retry-After, never 500 and never a dropped connection. The listen backlog holds a burst of
+  connections (`LISTEN_BACKLOG`), where the standard library's 5 reset all but a few.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import base64
 import json
 import logging
 import re
+import sys
 import threading
 import time
 import uuid
@@ -41,6 +48,14 @@ MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 MAX_REQUEST_LINE_BYTES = 8192  # API Gateway's URL length limit
 MAX_REQUEST_HEAD_BYTES = 10240  # API Gateway: request line and header values together
 STAGE = "v2"
+INTEGRATION_TIMEOUT_SECONDS = 29.0  # API Gateway's limit for a REST API integration
+# Connections the kernel holds for accept() (capped by net.core.somaxconn); a burst of 1,000
+# clients overflowed socketserver's default of 5 and was answered with connection resets.
+LISTEN_BACKLOG = 2048
+# Invocations of the API function at once. Each busy one is an execution environment; more of
+# them on a laptop's few cores only make every request slower (cold starts run one at a time).
+MAX_CONCURRENCY = 32
+RETRY_AFTER_SECONDS = 1
 # The methods API Gateway accepts; any other is refused before routing.
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
 ROUTES = bp.API_ROUTES  # the deployed API's resources and methods: explicit routes, no catch-all
@@ -59,6 +74,7 @@ ERROR_CODES = {
     431: "headers_too_large",
     501: "not_implemented",
     502: "internal_error",  # API Gateway's DEFAULT_5XX, rewritten to our shape
+    503: "service_unavailable",
     505: "http_version_not_supported",
 }
 
@@ -116,6 +132,23 @@ def error_body(status: int, message: str) -> bytes:
     return json.dumps({"error": {"code": code, "message": message, "details": []}}).encode()
 
 
+def proxy_answer(answer: Any) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of a Lambda proxy response; anything else raises (a 502)."""
+    if not isinstance(answer, dict):
+        raise TypeError(f"the function answered {type(answer).__name__}, not a proxy response")
+    status = int(answer.get("statusCode", 200))
+    if not 100 <= status <= 599:
+        raise ValueError(f"the function answered status {status}")
+    headers = {str(k): str(v) for k, v in (answer.get("headers") or {}).items()}
+    for name, values in (answer.get("multiValueHeaders") or {}).items():
+        headers[str(name)] = ", ".join(str(v) for v in values)
+    for name in [n for n in headers if n.lower() in HOP_BY_HOP]:  # the gateway's own
+        del headers[name]
+    payload = answer.get("body") or ""
+    data = base64.b64decode(payload) if answer.get("isBase64Encoded") else str(payload).encode()
+    return status, headers, data
+
+
 def route_method(path: str) -> str | None:
     """The method the API serves at `path`, or None: no such resource."""
     segments = path.split("/")
@@ -129,6 +162,19 @@ def route_method(path: str) -> str | None:
     return None
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """socketserver prints a traceback to stderr for any error; a client that went away
+        (it gave up waiting) is not one worth a traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.info("client %s went away before its answer", client_address[0])
+            return
+        log.exception("local API gateway: request from %s failed", client_address[0])
+
+
 class LocalApiGateway:
     """Binds its port when made (a busy port fails here, before anything else starts)."""
 
@@ -138,11 +184,14 @@ class LocalApiGateway:
         host: str = "127.0.0.1",
         port: int = 8787,
         cors_allow_origins: Sequence[str] = (),
+        max_concurrency: int = MAX_CONCURRENCY,
+        slot_wait_seconds: float = INTEGRATION_TIMEOUT_SECONDS,
     ) -> None:
         self.invoke = invoke
         self.cors_allow_origins = list(cors_allow_origins)
-        self.server = ThreadingHTTPServer((host, port), self._request_handler_class())
-        self.server.daemon_threads = True
+        self.slots = threading.BoundedSemaphore(max_concurrency)
+        self.slot_wait_seconds = slot_wait_seconds
+        self.server = _Server((host, port), self._request_handler_class())
         self._thread: threading.Thread | None = None
 
     @property
@@ -272,20 +321,21 @@ class LocalApiGateway:
                 event = proxy_event(
                     self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
                 )
+                if not gateway.slots.acquire(timeout=gateway.slot_wait_seconds):
+                    log.warning("every slot of the API function was busy for %ss", gateway.slot_wait_seconds)
+                    headers = {**gateway.error_headers(), "Retry-After": str(RETRY_AFTER_SECONDS)}
+                    message = "the service is busy; retry after a moment"
+                    self._reply(503, headers, error_body(503, message))
+                    return
                 try:
-                    answer = gateway.invoke(event)
+                    status, headers, data = proxy_answer(gateway.invoke(event))
                 except Exception:  # what API Gateway does when the integration fails
-                    log.exception("API function raised")
+                    log.exception("API function failed")
                     self._reply(502, gateway.error_headers(), error_body(502, "Internal server error"))
                     return
-                headers = dict(answer.get("headers") or {})
-                for name, values in (answer.get("multiValueHeaders") or {}).items():
-                    headers[name] = ", ".join(values)
-                for name in [n for n in headers if n.lower() in HOP_BY_HOP]:  # the gateway's own
-                    del headers[name]
-                payload = answer.get("body") or ""
-                data = base64.b64decode(payload) if answer.get("isBase64Encoded") else payload.encode()
-                self._reply(int(answer.get("statusCode", 200)), headers, data)
+                finally:
+                    gateway.slots.release()
+                self._reply(status, headers, data)
 
             def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
                 """Every error the base class answers (malformed request line, header lines
