@@ -301,6 +301,7 @@ class LocalStack:
         settings = Settings.from_environ(function_env)
         arns = self._create_functions(session, function_env)
         self._start_triggers(session, queues)
+        self._schedule_sweeps(session)
         self._wire_edits(session, uploads_bucket, topic_arn)
         sfn = session.client("stepfunctions")
         machine = sfn.create_state_machine(
@@ -431,6 +432,19 @@ class LocalStack:
         ]
         for trigger in self.triggers:
             trigger.start()
+
+    def _schedule_sweeps(self, session: boto3.session.Session) -> None:
+        """The cloud's sweeper rule (bp.DEFAULT.sweep_schedule), the same rule in moto, fired on
+        its rate by a ScheduleTrigger (moto stores scheduled rules but never fires them)."""
+        from imagegen_local.triggers import ScheduleTrigger
+
+        schedule, events = bp.DEFAULT.sweep_schedule, session.client("events")
+        events.put_rule(Name=schedule.name, ScheduleExpression=schedule.expression, State="ENABLED")
+        target = {"Id": "sweeper", "Arn": self.function_arns[schedule.target.name]}
+        retry = {"MaximumRetryAttempts": schedule.retry_attempts}
+        events.put_targets(Rule=schedule.name, Targets=[{**target, "RetryPolicy": retry}])
+        self.triggers.append(ScheduleTrigger(schedule.name, REGION))
+        self.triggers[-1].start()
 
     def _create_uploads_bucket(self, s3: Any) -> str:
         """S3 edits' bucket, as the CDK stack declares it: private, versioned (an event names the

@@ -15,6 +15,9 @@ moto's own APIs:
   rest reappears after its visibility timeout, and moto moves a message to the queue's
   dead-letter queue after the redrive policy's maxReceiveCount, as SQS does.
 
+- ScheduleTrigger: a scheduled EventBridge rule (`rate(...)`), which moto stores but never
+  fires: every period, invoke the rule's Lambda targets with the Scheduled Event shape.
+
 Invocations go through moto's Lambda API, so they run in the local runtime like every other.
 EventBridge rules to SQS, SNS to SQS and SNS to Lambda are delivered by moto itself.
 """
@@ -24,8 +27,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -187,3 +192,59 @@ class QueueTrigger(_Trigger):
             "eventSourceARN": self.queue_arn,
             "awsRegion": self.region,
         }
+
+
+class ScheduleTrigger(_Trigger):
+    """Fires a scheduled rule as EventBridge does: what it invokes and how often are read from
+    the rule in moto (its ScheduleExpression and Lambda targets), so the rule is the one source."""
+
+    name = "schedule"
+
+    def __init__(self, rule_name: str, region: str) -> None:
+        events = boto3.client("events", region_name=region)
+        rule = events.describe_rule(Name=rule_name)
+        targets = events.list_targets_by_rule(Rule=rule_name)["Targets"]
+        functions = [t["Arn"].rsplit(":", 1)[1] for t in targets if ":lambda:" in t["Arn"]]
+        if len(functions) != 1:
+            raise ValueError(f"rule {rule_name} must have exactly one Lambda target, has {functions}")
+        super().__init__(functions[0], region, rate_seconds(rule["ScheduleExpression"]))
+        self.rule_arn = rule["Arn"]
+        self.fired = 0  # scheduled events delivered so far
+
+    def _run(self) -> None:
+        # The first event comes one period after the rule is made, as in the cloud.
+        while not self._stop.wait(self.idle_seconds):
+            try:
+                self.fire()
+            except Exception:  # moto going away at shutdown, a bug of ours: the next period repeats
+                if self._stop.is_set():
+                    return
+                log.exception("%s -> %s: firing failed", self.name, self.function_name)
+
+    def fire(self) -> bool:
+        """Deliver one Scheduled Event now; whether the function succeeded."""
+        self.fired += 1
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": self.rule_arn.split(":")[4],
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": self.region,
+            "resources": [self.rule_arn],
+            "detail": {},
+        }
+        ok = self.invoke(event) is not None
+        if not ok:
+            self.failures += 1
+        return ok
+
+
+def rate_seconds(expression: str) -> float:
+    """`rate(5 minutes)` -> 300.0 (the rate expressions EventBridge accepts)."""
+    match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression.strip())
+    if match is None:
+        raise ValueError(f"not a rate expression: {expression!r}")
+    unit = {"minute": 60, "hour": 3600, "day": 86400}[match.group(2).rstrip("s")]
+    return float(int(match.group(1)) * unit)

@@ -48,10 +48,9 @@ KNOWN_LOCAL_DRIFT = {
     "function imagegen-s3-edit: dead_letter_queue is None locally, 'imagegen-s3-edit-dlq' in the template",
     "function imagegen-s3-edit-result: dead_letter_queue is None locally, "
     "'imagegen-s3-edit-result-dlq' in the template",
-    # Create the two rules of bp.DEFAULT.sweep_schedule and bp.DEFAULT.dead_executions_rule (its
-    # event_pattern(), input_paths/input_template, retry policy and dead-letter queue).
+    # Create the rule of bp.DEFAULT.dead_executions_rule (its event_pattern(), input_paths/
+    # input_template, retry policy and dead-letter queue).
     "rule imagegen-dead-executions: in the template, not in the local stack",
-    "rule imagegen-sweep-overdue-jobs: in the template, not in the local stack",
 }
 
 
