@@ -94,6 +94,7 @@ FAULT_KINDS = {
 SECOND_OWNER = "chaos-second-owner"
 TERMINAL = {JobStatus.COMPLETED.value, JobStatus.FAILED.value}
 READY_TIMEOUT_SECONDS = 120
+SUBMIT_ATTEMPTS = 10  # a submit answered 503 with Retry-After is tried again, up to this often
 LOG_FILE = REPO_ROOT / "out" / "chaos-stack.log"
 T = TypeVar("T")
 R = TypeVar("R")
@@ -143,7 +144,10 @@ class Submission:
     status: int | None = None  # None: no answer at all
     answer: Any = None
     job_id: str | None = None
-    seconds: float = 0.0  # how long the answer took
+    seconds: float = 0.0  # how long the answer took (the last attempt's)
+    # Every 5xx answered to this submit. A 503 service_unavailable with Retry-After (the service
+    # overloaded, or the job not started and refunded) is retried after it, as a client should.
+    server_errors: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -279,20 +283,38 @@ def _body(prompt: str, params: dict[str, Any]) -> dict[str, Any]:
 
 def _submit(http: httpx.Client, target: Target, submission: Submission) -> None:
     headers = {"X-API-Key": target.callers[submission.caller].api_key}
-    started = time.monotonic()
-    try:
-        answer = http.post(
-            "/v2/images/generate", json=_body(submission.prompt, submission.params), headers=headers
-        )
-    except httpx.HTTPError as exc:
-        submission.answer = f"{type(exc).__name__}: {exc}"
-        return
-    finally:
-        submission.seconds = time.monotonic() - started
-    submission.status = answer.status_code
-    submission.answer = _json_or_text(answer)
-    if answer.status_code == 202 and isinstance(submission.answer, dict):
+    for _ in range(SUBMIT_ATTEMPTS):
+        started = time.monotonic()
+        try:
+            answer = http.post(
+                "/v2/images/generate", json=_body(submission.prompt, submission.params), headers=headers
+            )
+        except httpx.HTTPError as exc:
+            submission.status, submission.answer = None, f"{type(exc).__name__}: {exc}"
+            return
+        finally:
+            submission.seconds = time.monotonic() - started
+        submission.status = answer.status_code
+        submission.answer = _json_or_text(answer)
+        if answer.status_code >= 500:
+            submission.server_errors.append(answer.status_code)
+        retry_after = _overload_retry_after(answer, submission.answer)
+        if retry_after is None:
+            break
+        time.sleep(retry_after)
+    if submission.status == 202 and isinstance(submission.answer, dict):
         submission.job_id = str(submission.answer.get("jobId") or "") or None
+
+
+def _overload_retry_after(answer: httpx.Response, body: Any) -> float | None:
+    """Seconds to wait when `answer` is the documented overload answer (503 service_unavailable
+    with Retry-After), else None: any other answer is final."""
+    if answer.status_code != 503 or not _error_shaped(answer):
+        return None
+    if body["error"]["code"] != "service_unavailable":
+        return None
+    value = answer.headers.get("retry-after", "")
+    return min(float(value), 10.0) if value.isdigit() else None
 
 
 def _wait_until_terminal(
@@ -405,8 +427,16 @@ def check(
         times = [s.seconds for s in submissions if s.phase == phase]
         if times:
             report.add(f"{phase} submit answer time (info)", None, _spread(times))
-    never_5xx = [s for s in submissions if s.status is None or s.status >= 500]
-    report.add("no submit answered 5xx or nothing", not never_5xx, f"{len(never_5xx)} did")
+    unanswered = [s for s in submissions if s.status is None]
+    report.add("every submit was answered", not unanswered, f"{len(unanswered)} were not")
+    not_overload = [code for s in submissions for code in s.server_errors if code != 503]
+    report.add("no submit answered a 5xx but 503", not not_overload, _counted(not_overload))
+    overloaded = [s for s in submissions if 503 in s.server_errors]
+    report.add(
+        "503 service_unavailable answers, retried after Retry-After (info)",
+        None,
+        f"{sum(s.server_errors.count(503) for s in submissions)} to {len(overloaded)} submits",
+    )
     duplicates = len(accepted) - len({s.job_id for s in accepted})
     report.add("every accepted submit got its own job id", duplicates == 0, f"{duplicates} duplicate ids")
 
@@ -465,10 +495,10 @@ def _unanswered_jobs_check(report: Report, submissions: list[Submission], stored
         if job.job_id in given:
             continue
         submission = by_prompt.get(job.prompt)
-        if submission is not None and submission.status is not None and submission.status >= 500:
+        if submission is not None and submission.server_errors:
             behind_error.append(job.job_id)
             if job.status is not JobStatus.FAILED:
-                charged.append(f"{job.job_id} {job.status.value} behind a {submission.status}")
+                charged.append(f"{job.job_id} {job.status.value} behind a {submission.server_errors}")
         elif submission is not None and submission.status is None:
             behind_no_answer += 1
     report.add(
@@ -625,6 +655,10 @@ def _spread(values: list[float]) -> str:
     return (
         f"p50 {statistics.median(ordered):.2f} s, p95 {p95:.2f} s, max {ordered[-1]:.2f} s (n={len(ordered)})"
     )
+
+
+def _counted(codes: list[int]) -> str:
+    return ", ".join(f"{code} x{n}" for code, n in sorted(Counter(codes).items())) or "none"
 
 
 def _examples(items: list[str]) -> str:

@@ -99,7 +99,17 @@ def test_a_failed_job_behind_a_500_is_no_charge():
 
     assert verdicts["a submit answered 5xx leaves no charged job"] is True
     assert verdicts["every job terminal by its deadline (+10 s)"] is True
-    assert verdicts["no submit answered 5xx or nothing"] is False  # the 500 itself is still one
+    assert verdicts["no submit answered a 5xx but 503"] is False  # the 500 itself is still one
+
+
+def test_submits_accepted_after_overload_503s_pass():
+    run = healthy_run()
+    run.submissions[0].server_errors = [503, 503]
+
+    report = run.report()
+
+    assert report.passed, report.table()
+    assert "2 to 1 submits" in report.table()
 
 
 def _late(run: Run) -> None:
@@ -156,6 +166,21 @@ def _failed_without_a_reason(run: Run) -> None:
 
 def _answered_500(run: Run) -> None:
     run.submissions[0].status, run.submissions[0].job_id = 500, None
+    run.submissions[0].server_errors = [500]
+
+
+def _answered_500_then_accepted_on_a_retry(run: Run) -> None:
+    run.submissions[0].server_errors = [503, 500]
+
+
+def _not_answered(run: Run) -> None:
+    lost = run.submissions[0]
+    lost.status, lost.answer, lost.job_id = None, "ReadTimeout: timed out", None
+
+
+def _charged_behind_an_overload_503(run: Run) -> None:
+    _behind_a_500(run, JobStatus.COMPLETED)
+    run.submissions[-1].status, run.submissions[-1].server_errors = 202, [503]
 
 
 def _same_job_id_twice(run: Run) -> None:
@@ -164,7 +189,9 @@ def _same_job_id_twice(run: Run) -> None:
 
 def _behind_a_500(run: Run, status: JobStatus) -> None:
     prompt = "chaos-x burst 7 #m7"
-    run.submissions.append(Submission("burst", 1, prompt, {"quality": "low"}, 500, {"error": {}}, None, 0.1))
+    run.submissions.append(
+        Submission("burst", 1, prompt, {"quality": "low"}, 500, {"error": {}}, None, 0.1, server_errors=[500])
+    )
     job = run.stored["job-0"].model_copy(update={"job_id": "job-7", "prompt": prompt, "status": status})
     if not status.is_terminal:
         job.completed_at = None
@@ -195,7 +222,10 @@ def _open_forever_behind_a_500(run: Run) -> None:
         (_task_rendering_another_prompt, "upstream tasks render their own job's prompt"),
         (_failed_but_charged, "every FAILED job refunded (creditCost 0) with a reason"),
         (_failed_without_a_reason, "every FAILED job refunded (creditCost 0) with a reason"),
-        (_answered_500, "no submit answered 5xx or nothing"),
+        (_answered_500, "no submit answered a 5xx but 503"),
+        (_answered_500_then_accepted_on_a_retry, "no submit answered a 5xx but 503"),
+        (_not_answered, "every submit was answered"),
+        (_charged_behind_an_overload_503, "a submit answered 5xx leaves no charged job"),
         (_same_job_id_twice, "every accepted submit got its own job id"),
         (_charged_behind_a_500, "a submit answered 5xx leaves no charged job"),
         (_open_forever_behind_a_500, "every job terminal by its deadline (+10 s)"),
