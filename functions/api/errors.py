@@ -9,6 +9,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as AwsConnectionError
 from pydantic import ValidationError
 
 from imagegen.errors import (
@@ -30,6 +32,17 @@ STATUS_BY_ERROR: dict[type[ImagegenError], int] = {
     JobNotFound: 404,
     ServiceUnavailable: 503,
 }
+RETRY_AFTER_SECONDS = 1  # on every 503: when a client may try again
+# AWS error codes that say "not now" (throttled, or the service failing), not "not this request".
+AWS_UNAVAILABLE_CODES = frozenset(
+    {
+        "InternalServerError",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "ServiceUnavailable",
+        "ThrottlingException",
+    }
+)
 
 
 def error_response(
@@ -39,6 +52,7 @@ def error_response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
         body={"error": {"code": code, "message": message, "details": details or []}},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None,
     )
 
 
@@ -55,6 +69,21 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
     @app.not_found
     def _no_route(_: Exception) -> Response:
         return error_response(404, "not_found", "no such route")
+
+    @app.exception_handler([HTTPClientError, AwsConnectionError])
+    def _aws_unreachable(exc: Exception) -> Response:
+        # DynamoDB or Step Functions did not answer in time (botocore gave up after its
+        # retries: a read or connect timeout, a dropped connection): our dependency, not a bug.
+        # (Other BotoCoreErrors, a parameter botocore refuses, are bugs: 500.)
+        logger.warning("an AWS call failed", error=type(exc).__name__, detail=str(exc))
+        return error_response(503, "service_unavailable", "the service is busy; retry after a moment")
+
+    @app.exception_handler(ClientError)
+    def _aws_refused(exc: ClientError) -> Response:
+        if exc.response.get("Error", {}).get("Code") in AWS_UNAVAILABLE_CODES:
+            logger.warning("an AWS call was throttled or failed", error=exc.response["Error"]["Code"])
+            return error_response(503, "service_unavailable", "the service is busy; retry after a moment")
+        return _unexpected(exc)
 
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response:
