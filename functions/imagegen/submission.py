@@ -7,6 +7,7 @@ no job is left QUEUED with nothing to move it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -68,7 +69,12 @@ def submit_job(
         reason = refusal_of_chain(provider_chain, request)
         if reason:
             raise InvalidRequest(reason, details=[{"field": "gptImageParams", "message": reason}])
-    if not store.create(job):
+    try:
+        created = store.create(job)
+    except Exception:
+        _fail_if_written(job, store)
+        raise
+    if not created:
         return store.get(job.job_id), False
     try:
         starter.start(job.job_id)
@@ -76,3 +82,15 @@ def submit_job(
         store.update(job.job_id, failed(f"could not start the job's workflow: {type(exc).__name__}"))
         raise ServiceUnavailable("the job could not be started; it was not charged, please retry") from exc
     return job, True
+
+
+def _fail_if_written(job: Job, store: JobRepository) -> None:
+    """A create that raised (a timeout, say) may still have been stored: the caller is told it
+    failed, so the job must not stay open and charged. Fail it if it is there and it is this
+    request's (its token). Not there, or the store still failing: nothing more to do here, the
+    sweeper fails it once it is overdue."""
+    ours = failed("the job could not be recorded in time; it was not charged, please retry")
+    with contextlib.suppress(Exception):
+        store.update(
+            job.job_id, lambda stored: ours(stored) if stored.request_token == job.request_token else None
+        )

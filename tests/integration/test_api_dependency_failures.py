@@ -79,3 +79,31 @@ def test_a_refusal_that_is_our_bug_stays_a_500(stack, outputs, monkeypatch):
 
     assert status == 500 and body["error"]["code"] == "internal_error"
     assert "Retry-After" not in headers
+
+
+def test_a_job_written_before_its_put_timed_out_is_failed_and_refunded(stack, outputs, monkeypatch):
+    """The PutItem reached DynamoDB and wrote the job, then its answer was lost: the caller gets
+    a 503 ("not charged, retry"), so the job must not stay QUEUED and charged until the sweep."""
+    from imagegen.runtime import services
+
+    table = services().jobs.table
+    written: list[str] = []
+    put_item = table.put_item
+
+    def write_then_time_out(**kwargs: Any) -> Any:
+        answer = put_item(**kwargs)
+        if written:  # only the create's answer is lost
+            return answer
+        written.append(kwargs["Item"]["job_id"])
+        raise ReadTimeoutError(endpoint_url=ENDPOINT)
+
+    monkeypatch.setattr(table, "put_item", write_then_time_out)
+
+    status, _, body = call(submit_event(outputs["ApiKey"]))
+
+    monkeypatch.undo()
+    assert status == 503 and body["error"]["code"] == "service_unavailable"
+    [job_id] = written
+    job = services().jobs.get(job_id)
+    assert job.status.value == "FAILED" and job.charged_credits == 0
+    assert job.error and "not charged" in job.error
