@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -278,6 +279,14 @@ class _Server(ThreadingHTTPServer):
     ) -> None:
         super().__init__(address, handler)
         self.simulator = sim
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """socketserver prints a traceback for any error; a client that hung up (its read
+        timed out, a deadline passed) is an ordinary event under faults, not one worth it."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("client %s hung up", client_address[0])
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
