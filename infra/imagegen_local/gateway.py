@@ -18,9 +18,10 @@ connection:
 - the function failing (it raised, or answered something that is not a proxy response): 502,
   as API Gateway answers when the integration fails;
 - more requests than the function may run at once (`max_concurrency`, as a function's
-  reserved concurrency): a request waits for a free slot, at most as long as API Gateway
-  waits for an integration (29 s), then is answered 503 service_unavailable with
-  Retry-After, never 500 and never a dropped connection. The listen backlog holds a burst of
+  reserved concurrency): a request waits for a free slot for a while (`slot_wait_seconds`,
+  well inside the 29 s API Gateway gives an integration and the 30 s clients commonly wait),
+  then is answered 503 service_unavailable with Retry-After, never 500 and never a dropped
+  connection. The listen backlog holds a burst of
   connections (`LISTEN_BACKLOG`), where the standard library's 5 reset all but a few.
 """
 
@@ -48,13 +49,15 @@ MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 MAX_REQUEST_LINE_BYTES = 8192  # API Gateway's URL length limit
 MAX_REQUEST_HEAD_BYTES = 10240  # API Gateway: request line and header values together
 STAGE = "v2"
-INTEGRATION_TIMEOUT_SECONDS = 29.0  # API Gateway's limit for a REST API integration
 # Connections the kernel holds for accept() (capped by net.core.somaxconn); a burst of 1,000
 # clients overflowed socketserver's default of 5 and was answered with connection resets.
 LISTEN_BACKLOG = 2048
 # Invocations of the API function at once. Each busy one is an execution environment; more of
-# them on a laptop's few cores only make every request slower (cold starts run one at a time).
-MAX_CONCURRENCY = 32
+# them on a laptop's few cores only make every request slower (cold starts run one at a time):
+# a 300-submit burst with 32 at once on 2 busy cores took 30 s an answer, past the clients'
+# timeout. The rest wait their turn here, for at most SLOT_WAIT_SECONDS, then get a 503.
+MAX_CONCURRENCY = 8
+SLOT_WAIT_SECONDS = 10.0
 RETRY_AFTER_SECONDS = 1
 # The methods API Gateway accepts; any other is refused before routing.
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
@@ -185,7 +188,7 @@ class LocalApiGateway:
         port: int = 8787,
         cors_allow_origins: Sequence[str] = (),
         max_concurrency: int = MAX_CONCURRENCY,
-        slot_wait_seconds: float = INTEGRATION_TIMEOUT_SECONDS,
+        slot_wait_seconds: float = SLOT_WAIT_SECONDS,
     ) -> None:
         self.invoke = invoke
         self.cors_allow_origins = list(cors_allow_origins)
