@@ -298,7 +298,20 @@ class JobWorkflow:
         return (job.deadline_at - self.clock()).total_seconds()
 
     def _poll_interval(self, job: Job) -> float:
-        return float(self.schedule.poll_interval_seconds)
+        """The wait before the next poll. Adaptive: the upstream's progress p (percent) after
+        the time elapsed since the job began predicts its finish; the wait ends just before it
+        (rounded down: an early poll costs one more poll a second later, a late one costs the
+        user the overshoot). A zero interval (tests) stays zero."""
+        fixed = float(self.schedule.poll_interval_seconds)
+        if not self.schedule.adaptive_polling or fixed == 0:
+            return fixed
+        elapsed = (self.clock() - job.created_at).total_seconds()
+        waiting = [t for t in job.upstream_tasks if t.status is not JobStatus.COMPLETED]
+        if not waiting or elapsed <= 0 or any(not 0 < t.progress < 100 for t in waiting):
+            return fixed  # no progress figure to go by (queued, or a provider without one)
+        slowest = min(t.progress for t in waiting)
+        remaining = elapsed * (100 - slowest) / slowest
+        return float(max(1, min(self.schedule.max_poll_interval_seconds, math.floor(remaining))))
 
     def _backoff(self, attempt: int, retry_after: float | None, floor: float = 0.0) -> float:
         """Exponential backoff with full jitter, never sooner than the provider's Retry-After."""
