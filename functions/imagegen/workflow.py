@@ -12,6 +12,7 @@ import functools
 import math
 import random
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -33,6 +34,9 @@ from imagegen.storage import image_key
 from imagegen.transport import deadline
 
 Next = Literal["create", "poll", "finalize", "fail", "done"]
+# Images of one job copied at once: 10 is the most a job has (number_of_images); each copy holds
+# at most one multipart part (imagegen.storage.TRANSFER) in memory.
+MAX_PARALLEL_COPIES = 10
 SWEPT_REASON = "the job was still open long after its deadline (its workflow never started or was lost)"
 
 
@@ -219,16 +223,32 @@ class JobWorkflow:
         if isinstance(job, StepState):
             return job
         keys: list[str] = []
+        copies: list[tuple[str, str]] = []  # (url, key)
         for task in sorted(job.upstream_tasks, key=lambda t: t.slot):
             keys.extend(task.stored_keys)
             for url in task.image_urls:
                 key = image_key(job.job_id, len(keys), job.params.output_format)
-                self.results.copy_from_url(url, key, job.params.content_type)
+                copies.append((url, key))
                 keys.append(key)
+        self._copy_all(copies, job.params.content_type)
         if not keys:
             return self._fail(job, "the upstream finished without any image")
         job, _ = self._update(job.job_id, completed(keys, self.clock()))
         return self._route(job, "done")
+
+    def _copy_all(self, copies: list[tuple[str, str]], content_type: str) -> None:
+        """Every image of the job at once (a job waits for its slowest image, not for their
+        sum), at most MAX_PARALLEL_COPIES at a time; each copy streams in bounded parts
+        (imagegen.storage). The first failure is raised, as a sequential loop would."""
+        if len(copies) <= 1:
+            for url, key in copies:
+                self.results.copy_from_url(url, key, content_type)
+            return
+        workers = min(len(copies), MAX_PARALLEL_COPIES)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="finalize-copy") as pool:
+            futures = [pool.submit(self.results.copy_from_url, url, key, content_type) for url, key in copies]
+            for future in futures:
+                future.result()
 
     # --- fail ---------------------------------------------------------------------------------
     def fail(self, state: StepState) -> StepState:
