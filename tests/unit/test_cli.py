@@ -94,6 +94,13 @@ def test_local_stack_json_comes_before_cdk_outputs_and_the_env_key_before_its_ke
     assert (run.targets[0].api_url, run.targets[0].api_key) == (API_URL, "igk_mine")
 
 
+def test_a_url_of_ones_own_never_gets_local_stack_jsons_key(run: Run) -> None:
+    run.env = {}
+    (run.cwd / "local-stack.json").write_text(json.dumps({"ApiUrl": API_URL, "ApiKey": API_KEY}))
+    code, _, err = run("jobs", "list", "--api-url", "https://elsewhere.example")
+    assert code == cli.USAGE and "no API key for https://elsewhere.example" in one_line(err)
+
+
 def test_cdk_outputs_give_the_url_and_the_key_must_come_from_the_environment(run: Run) -> None:
     run.env = {}
     (run.cwd / "cdk-outputs.json").write_text(
