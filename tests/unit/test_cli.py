@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -314,3 +316,19 @@ def test_the_help_documents_every_exit_code(capsys: pytest.CaptureFixture[str]) 
         cli.main(["--help"])
     shown = capsys.readouterr().out
     assert all(f"  {code:<4}{meaning}" in shown for code, meaning in cli.EXIT_CODES.items())
+
+
+def test_the_readmes_cli_lines_parse() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("\n## CLI and SDK\n")
+    section = readme[start : readme.index("\n## ", start + 1)]
+    lines = [
+        line.split("|")[0]
+        for block in re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+        for line in block.splitlines()
+        if line.startswith("imagegen ")
+    ]
+    assert len(lines) >= 5
+    for line in lines:
+        args = cli.build_parser().parse_args(shlex.split(line, comments=True)[1:])
+        assert args.command, line
