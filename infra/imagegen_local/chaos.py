@@ -48,6 +48,7 @@ import httpx
 
 from imagegen.errors import JobNotFound
 from imagegen.jobs import JobStore
+from imagegen.accounts import Accounts
 from imagegen.keys import KeyStore
 from imagegen.models import GptImageParams, Job, JobStatus
 from imagegen_infra import blueprint as bp
@@ -733,6 +734,7 @@ def target_for(outputs: dict[str, str], simulator: UpstreamSimulator, provider: 
     )
     keys = KeyStore(bp.API_KEYS_TABLE.name, resource=dynamodb)
     second = keys.create(SECOND_OWNER, name="chaos")
+    Accounts(bp.API_KEYS_TABLE.name, resource=dynamodb).grant(SECOND_OWNER, 1_000_000)  # jobs are charged
     return Target(
         api_url=outputs["ApiUrl"],
         callers=[
