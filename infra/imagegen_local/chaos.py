@@ -46,9 +46,9 @@ from typing import Any, TypeVar
 import boto3
 import httpx
 
+from imagegen.accounts import Accounts
 from imagegen.errors import JobNotFound
 from imagegen.jobs import JobStore
-from imagegen.accounts import Accounts
 from imagegen.keys import KeyStore
 from imagegen.models import GptImageParams, Job, JobStatus
 from imagegen_infra import blueprint as bp
