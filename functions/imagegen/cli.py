@@ -297,6 +297,46 @@ def cmd_local(args: argparse.Namespace) -> int:
     return run_local_stack()
 
 
+# Operator commands: the account admin (python -m imagegen_infra.admin), by another name.
+ADMIN_COMMANDS = {
+    ("keys", "create"): "create-key",
+    ("keys", "list"): "list-keys",
+    ("keys", "disable"): "disable-key",
+    ("credits", "grant"): "grant",
+    ("credits", "audit"): "audit",
+}
+
+
+def cmd_admin(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) -> int:
+    """`imagegen keys|credits ...` runs the admin against the deployment's keys table: the one
+    AWS credentials and AWS_ENDPOINT_URL point at, or, with --local, the running local stack."""
+    try:
+        from imagegen_infra import admin
+        from imagegen_infra.blueprint import API_KEYS_TABLE
+    except ImportError as exc:
+        raise UsageError(
+            f"the admin commands need the development packages ({exc.name}): run `make setup`"
+        ) from None
+    argv = [ADMIN_COMMANDS[(args.group, args.action)], *args.rest]
+    if args.local:
+        local = _find(LOCAL_OUTPUTS, cwd)
+        if local is None:
+            raise UsageError(f"--local: no {LOCAL_OUTPUTS} (start the local stack with `imagegen local`)")
+        endpoint = _read_json(local).get("AwsEndpointUrl")
+        # moto takes any credentials; the table is the local stack's (it has no ApiKeysTable output).
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": str(endpoint),
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+            }
+        )
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        if "--table" not in args.rest:
+            argv += ["--table", API_KEYS_TABLE.name]
+    return int(admin.main(argv))
+
+
 # --- the parser ---------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -395,6 +435,19 @@ def build_parser() -> argparse.ArgumentParser:
     secret = sub.add_parser("webhook-secret", parents=[common], help="your key's webhook signing secret")
     secret.add_argument("--rotate", action="store_true", help="make a new one (the old signs 24 h more)")
     secret.set_defaults(run=cmd_webhook_secret)
+
+    for group, text in (("keys", "API keys (operator)"), ("credits", "account credits (operator)")):
+        admin = sub.add_parser(
+            group,
+            help=f"{text}: runs python -m imagegen_infra.admin against the keys table",
+            description="Arguments after the action go to the admin command, e.g. "
+            "`imagegen keys create --owner alice --credits 500`, `imagegen credits audit`.",
+        )
+        actions = [action for g, action in ADMIN_COMMANDS if g == group]
+        admin.add_argument("action", choices=actions)
+        admin.add_argument("--local", action="store_true", help=f"the running local stack ({LOCAL_OUTPUTS})")
+        admin.add_argument("rest", nargs=argparse.REMAINDER, help="the admin command's own arguments")
+        admin.set_defaults(run=None, group=group)
     return parser
 
 
@@ -430,6 +483,8 @@ def main(
 
     target: Target | None = None
     try:
+        if args.run is None and hasattr(args, "group"):
+            return cmd_admin(args, os.environ if env is None else env, cwd or Path.cwd())
         if args.run is None:
             return cmd_local(args)
         target = discover_target(

@@ -136,9 +136,6 @@ def test_a_wait_that_runs_out_exits_3(cli: Cli, simulator: Any) -> None:
 
 
 def test_jobs_list_and_cancel(cli: Cli, api: httpx.Client) -> None:
-    probe = api.get("/v2/jobs", params={"limit": 1})
-    if probe.status_code == 404 and probe.json()["error"]["message"] == "no such route":
-        pytest.skip("the stack has no GET /v2/jobs yet (being built for #12)")
     submitted = json.loads(cli("generate", "a kite", "--json").stdout)["job"]
 
     listed = cli("jobs", "list", "--json", "--limit", "100")
@@ -150,3 +147,20 @@ def test_jobs_list_and_cancel(cli: Cli, api: httpx.Client) -> None:
     else:  # it ended first: the API says so
         assert canceled.returncode == 1
         assert json.loads(one_line(canceled.stderr))["error"]["code"] == "job_not_cancelable"
+
+
+def test_operators_create_keys_and_grant_credits_against_the_local_stack(
+    cli: Cli, outputs: dict[str, str]
+) -> None:
+    created = cli("keys", "create", "--local", "--owner", "cli-operator", "--credits", "50")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    granted = cli("credits", "grant", "--local", "--owner", "cli-operator", "--credits", "25")
+    listed = cli("keys", "list", "--local", "--owner", "cli-operator")
+    audited = cli("credits", "audit", "--local")
+
+    assert granted.returncode == 0, granted.stderr
+    assert listed.returncode == 0 and "cli-operator" in listed.stdout and key not in listed.stdout
+    assert audited.returncode == 0, audited.stdout + audited.stderr
+    account = httpx.get(f"{outputs['ApiUrl']}/v2/account", headers={"X-API-Key": key}, timeout=10)
+    assert account.status_code == 200 and account.json()["balance"] == 75
