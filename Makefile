@@ -10,7 +10,7 @@ export PYTHONPATH := functions:infra
 # this variable, set to the Node major version, is what silences it (docs/deploy.md says so too).
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup demo local test test-fast chaos synth lint format clean lock diagrams
+.PHONY: setup demo local test test-fast chaos bench synth lint format clean lock diagrams
 
 # Exactly the pinned, hash-checked versions of locks/dev.txt, then the project itself (editable,
 # nothing more): two setups a month apart get the same packages.
@@ -51,6 +51,9 @@ test-fast: setup  ## everything but the CDK synthesis checks
 
 chaos: setup  ## chaos and load run on the local stack: 500 jobs under ~20 % faults + 1,000 submits; prints a table (minutes; CHAOS_ARGS="--jobs 200")
 	$(BIN)/python -m imagegen_local.chaos $(CHAOS_ARGS)
+
+bench: setup  ## benchmark on the local stack: naive vs default schedule, lag, counts, cost, quotas, imports, finalize; prints a table, writes bench/results.json (minutes; BENCH_ARGS="--jobs 30 --pairs 3")
+	$(BIN)/python -m imagegen_local.bench $(BENCH_ARGS)
 
 synth: setup  ## synthesize the CloudFormation template into cdk.out/ (offline, no AWS account)
 	$(BIN)/python infra/app.py

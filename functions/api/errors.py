@@ -15,8 +15,11 @@ from pydantic import ValidationError
 
 from imagegen.errors import (
     Forbidden,
+    IdempotencyKeyReused,
     ImagegenError,
+    InsufficientCredits,
     InvalidRequest,
+    JobNotCancelable,
     JobNotFound,
     ServiceUnavailable,
     Unauthorized,
@@ -29,7 +32,10 @@ STATUS_BY_ERROR: dict[type[ImagegenError], int] = {
     InvalidRequest: 400,
     Unauthorized: 401,
     Forbidden: 403,
+    InsufficientCredits: 402,
     JobNotFound: 404,
+    JobNotCancelable: 409,
+    IdempotencyKeyReused: 422,
     ServiceUnavailable: 503,
 }
 RETRY_AFTER_SECONDS = 1  # on every 503: when a client may try again
@@ -59,7 +65,8 @@ def error_response(
 def register_error_handlers(app: APIGatewayRestResolver) -> None:
     @app.exception_handler(ImagegenError)
     def _domain_error(exc: ImagegenError) -> Response:
-        status = next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 500)
+        # The most specific class decides: InsufficientCredits is an InvalidRequest, answered 402.
+        status = next((STATUS_BY_ERROR[cls] for cls in type(exc).__mro__ if cls in STATUS_BY_ERROR), 500)
         return error_response(status, exc.code, exc.message, exc.details)
 
     @app.exception_handler(ValidationError)

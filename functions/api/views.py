@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from imagegen.accounts import Account
 from imagegen.models import Job, JobStatus, iso
 from imagegen.storage import ResultStore
 
@@ -28,4 +29,16 @@ def job_view(job: Job, results: ResultStore, url_ttl_seconds: int) -> dict[str, 
         "prompt": job.prompt,
         "gptImageParams": job.params.model_dump(),
         "source": job.source.value,
+    }
+
+
+def account_view(account: Account, jobs_by_status: dict[str, int]) -> dict[str, Any]:
+    """What `GET /v2/account` shows: the balance, the credits used (net of refunds) this UTC day
+    and month, and how many of the account's jobs are in each status."""
+    return {
+        "owner": account.owner,
+        "balance": account.balance,
+        "creditsUsedToday": account.used_today,
+        "creditsUsedThisMonth": account.used_this_month,
+        "jobsByStatus": jobs_by_status,
     }

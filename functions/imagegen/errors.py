@@ -34,6 +34,34 @@ class JobNotFound(ImagegenError):
     code = "not_found"
 
 
+class InsufficientCredits(InvalidRequest):
+    """The owner's balance does not cover the job's cost (402): nothing was written. A kind of
+    InvalidRequest, so every entry refuses it as it refuses any request it cannot take (an S3
+    upload gets its `.error.json`, an event request its `job.rejected`)."""
+
+    code = "insufficient_credits"
+
+    def __init__(self, balance: int, cost: int) -> None:
+        super().__init__(
+            f"the job costs {cost} credits and the balance is {balance}",
+            details=[{"balance": balance, "cost": cost}],
+        )
+        self.balance = balance
+        self.cost = cost
+
+
+class IdempotencyKeyReused(ImagegenError):
+    """An Idempotency-Key seen with another request body (422)."""
+
+    code = "idempotency_key_reused"
+
+
+class JobNotCancelable(ImagegenError):
+    """Only a QUEUED or PROCESSING job can be canceled (409)."""
+
+    code = "job_not_cancelable"
+
+
 class UnsafeUrl(InvalidRequest):
     """A user-supplied URL points somewhere we must never fetch (SSRF guard)."""
 

@@ -30,6 +30,7 @@ class EventType(StrEnum):
     PROGRESSED = "job.progressed"
     COMPLETED = "job.completed"
     FAILED = "job.failed"
+    CANCELED = "job.canceled"
     REJECTED = "job.rejected"
 
     @property
@@ -43,11 +44,12 @@ DETAIL_TYPES: dict[EventType, str] = {
     EventType.PROGRESSED: "Image Job Progressed",
     EventType.COMPLETED: "Image Job Completed",
     EventType.FAILED: "Image Job Failed",
+    EventType.CANCELED: "Image Job Canceled",
     EventType.REJECTED: "Image Job Rejected",
 }
 # An event put on our bus with this detail-type asks for a job (imagegen.intake).
 REQUESTED_DETAIL_TYPE = "Image Job Requested"
-TERMINAL_TYPES = (EventType.COMPLETED, EventType.FAILED)
+TERMINAL_TYPES = (EventType.COMPLETED, EventType.FAILED, EventType.CANCELED)
 
 
 class _JobEventV1(BaseModel):
@@ -63,7 +65,7 @@ class _JobEventV1(BaseModel):
     model: str
     source: str = Field(description="api | s3 | event: how the job was requested")
     progress: int = Field(ge=0, le=100)
-    creditCost: int = Field(description="credits charged; 0 once a job failed (refunded)")
+    creditCost: int = Field(description="credits charged; 0 once a job failed or was canceled (refunded)")
     resultKeys: list[str] = Field(description="object keys of the images in `bucket`")
     bucket: str
     error: str | None
@@ -91,6 +93,11 @@ class JobFailedV1(_JobEventV1):
     status: Literal["FAILED"] = "FAILED"
 
 
+class JobCanceledV1(_JobEventV1):
+    type: Literal["job.canceled"] = "job.canceled"
+    status: Literal["CANCELED"] = "CANCELED"
+
+
 class ApiError(BaseModel):
     """The API's error shape, inside events that carry one."""
 
@@ -115,10 +122,11 @@ class JobRejectedV1(BaseModel):
 
 
 JobEvent = Annotated[
-    JobAcceptedV1 | JobProgressedV1 | JobCompletedV1 | JobFailedV1, Field(discriminator="type")
+    JobAcceptedV1 | JobProgressedV1 | JobCompletedV1 | JobFailedV1 | JobCanceledV1,
+    Field(discriminator="type"),
 ]
 AnyEvent = Annotated[
-    JobAcceptedV1 | JobProgressedV1 | JobCompletedV1 | JobFailedV1 | JobRejectedV1,
+    JobAcceptedV1 | JobProgressedV1 | JobCompletedV1 | JobFailedV1 | JobCanceledV1 | JobRejectedV1,
     Field(discriminator="type"),
 ]
 EVENT_MODELS: tuple[type[BaseModel], ...] = (
@@ -126,6 +134,7 @@ EVENT_MODELS: tuple[type[BaseModel], ...] = (
     JobProgressedV1,
     JobCompletedV1,
     JobFailedV1,
+    JobCanceledV1,
     JobRejectedV1,
 )
 _ANY_EVENT: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
@@ -150,6 +159,7 @@ _BY_STATUS: dict[JobStatus, type[_JobEventV1]] = {
     JobStatus.PROCESSING: JobProgressedV1,
     JobStatus.COMPLETED: JobCompletedV1,
     JobStatus.FAILED: JobFailedV1,
+    JobStatus.CANCELED: JobCanceledV1,
 }
 
 

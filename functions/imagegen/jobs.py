@@ -7,7 +7,10 @@ then never move a job backwards or finish it twice.
 
 from __future__ import annotations
 
+import base64
 import json
+import random
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +18,14 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from imagegen.errors import JobNotFound, JobRecordRefused, JobRecordUnwritable
+from imagegen.accounts import Accounts, IdempotencyKeyClaimed, Remembered, attribute, balance_of
+from imagegen.errors import (
+    InsufficientCredits,
+    InvalidRequest,
+    JobNotFound,
+    JobRecordRefused,
+    JobRecordUnwritable,
+)
 from imagegen.lifecycle import failed
 from imagegen.models import Job, JobStatus, iso, utc_now
 
@@ -40,26 +50,82 @@ OPEN_JOBS_INDEX = "open-jobs-by-sweep-time"
 OPEN_MARKER = "open_marker"
 SWEEP_AFTER = "sweep_after"
 SWEEP_GRACE = timedelta(minutes=20)
+# Each owner's jobs, newest first (GET /v2/jobs): partition `owner`, sort `listed_at` (the
+# creation time, ISO 8601 with milliseconds: sorts as it reads). It projects whole records, so a
+# page (and its status filter) is one Query, with no read of the table per job.
+OWNER_INDEX = "jobs-by-owner"
+LISTED_AT = "listed_at"
+_CURSOR_KEYS = {"job_id", "owner", LISTED_AT}
+MAX_LIST_QUERIES = 10  # a status filter skips records; a page ends after this many reads
 
 
 class JobStore:
     """The jobs table (imagegen.ports.JobRepository), through a DynamoDB resource the runtime
     builds with bounded timeouts."""
 
-    def __init__(self, table_name: str, resource: Any) -> None:
+    def __init__(self, table_name: str, resource: Any, accounts: Accounts | None = None) -> None:
         self.table = resource.Table(table_name)
+        self.client = resource.meta.client
+        # With accounts, a new job is debited and a job ending FAILED or CANCELED refunded in
+        # the same transaction as its write (imagegen.accounts).
+        self.accounts = accounts
 
     def create(self, job: Job) -> bool:
         """Write a new job. False when another request already wrote a job with this id (a
         redelivery); True when this call's job is stored, also when botocore retried a put whose
-        answer was lost and the retry met the record the first attempt wrote (its token is ours)."""
-        try:
-            self.table.put_item(Item=_to_item(job), ConditionExpression="attribute_not_exists(job_id)")
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                return self.get(job.job_id).request_token == job.request_token
-            raise
-        return True
+        answer was lost and the retry met the record the first attempt wrote (its token is ours).
+
+        With accounts, an open job with a cost is debited in the same transaction (it sets
+        `job.debited_credits`): InsufficientCredits when the balance does not cover it. A job
+        with an Idempotency-Key claims it there too: IdempotencyKeyClaimed when it is taken."""
+        extra: list[dict[str, Any]] = []
+        if self.accounts is not None:
+            if job.credit_cost > 0 and not job.status.is_terminal:
+                job.debited_credits = job.credit_cost
+                extra += self.accounts.debit(job)
+            if job.idempotency_key:
+                extra.append(self.accounts.remember(job))
+        if not extra:
+            try:
+                self.table.put_item(Item=_to_item(job), ConditionExpression="attribute_not_exists(job_id)")
+            except ClientError as exc:
+                if _is_condition_failure(exc):
+                    return self.get(job.job_id).request_token == job.request_token
+                raise
+            return True
+        put = {
+            "Put": {
+                "TableName": self.table.name,
+                "Item": _to_item(job),
+                "ConditionExpression": "attribute_not_exists(job_id)",
+            }
+        }
+        for attempt in range(MAX_CONFLICT_RETRIES):
+            try:
+                self.client.transact_write_items(TransactItems=[put, *extra])
+                return True
+            except ClientError as exc:
+                reasons = _cancellation_reasons(exc)
+                if not reasons:
+                    raise
+                if reasons[0].get("Code") == "ConditionalCheckFailed":
+                    return self.get(job.job_id).request_token == job.request_token
+                for item, reason in zip(extra, reasons[1:], strict=False):
+                    if reason.get("Code") != "ConditionalCheckFailed":
+                        continue
+                    if "Update" in item:  # the balance does not cover the cost
+                        raise InsufficientCredits(balance_of(reason), job.debited_credits) from None
+                    if item["Put"]["Item"]["key_hash"].startswith("idempotency#"):
+                        claim = Remembered(
+                            attribute(reason, "job_id") or "", attribute(reason, "request_hash") or ""
+                        )
+                        raise IdempotencyKeyClaimed(claim) from None
+                if any(r.get("Code") == "TransactionConflict" for r in reasons):
+                    # Another transaction on the same account or key was in flight: try again.
+                    time.sleep(random.uniform(0, 0.05 * 2**attempt))
+                    continue
+                raise
+        raise RuntimeError(f"job {job.job_id}: too many concurrent transactions")
 
     def get(self, job_id: str) -> Job:
         item = self.table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
@@ -103,17 +169,70 @@ class JobStore:
                 continue  # somebody else wrote first: read again and re-apply
         raise RuntimeError(f"job {job_id}: too many concurrent updates")
 
+    def list_owned(
+        self, owner: str, limit: int, cursor: str | None = None, status: JobStatus | None = None
+    ) -> tuple[list[Job], str | None]:
+        """A page of the owner's jobs, newest first, and the cursor of the next page (None at
+        the end). A cursor is opaque to callers, and only ever the owner's own."""
+        kwargs: dict[str, Any] = {
+            "IndexName": OWNER_INDEX,
+            "KeyConditionExpression": Key("owner").eq(owner),
+            "ScanIndexForward": False,
+        }
+        if status is not None:
+            kwargs["FilterExpression"] = "#s = :s"
+            kwargs["ExpressionAttributeNames"] = {"#s": "status"}
+            kwargs["ExpressionAttributeValues"] = {":s": status.value}
+        start = decode_cursor(cursor, owner) if cursor else None
+        jobs: list[Job] = []
+        for _ in range(MAX_LIST_QUERIES):
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            # At most what the page still needs: the last key read is then the page's last.
+            page = self.table.query(**kwargs, Limit=limit - len(jobs))
+            jobs.extend(job_from_item(item) for item in page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if not start or len(jobs) >= limit:
+                break
+        return jobs, encode_cursor(start) if start else None
+
+    def count_by_status(self, owner: str) -> dict[str, int]:
+        """How many of the owner's (unexpired) jobs are in each status."""
+        counts = dict.fromkeys((s.value for s in JobStatus), 0)
+        kwargs: dict[str, Any] = {
+            "IndexName": OWNER_INDEX,
+            "KeyConditionExpression": Key("owner").eq(owner),
+            "ProjectionExpression": "#s",
+            "ExpressionAttributeNames": {"#s": "status"},
+        }
+        while True:
+            page = self.table.query(**kwargs)
+            for item in page.get("Items", []):
+                counts[str(item["status"])] = counts.get(str(item["status"]), 0) + 1
+            if "LastEvaluatedKey" not in page:
+                return counts
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _refund(self, current: Job, changed: Job) -> list[dict[str, Any]]:
+        """The refund a change carries: the one that ends a debited job FAILED or CANCELED."""
+        if self.accounts is None or current.status.is_terminal or not changed.status.is_refunded:
+            return []
+        return self.accounts.refund(changed) if changed.debited_credits > 0 else []
+
     def _put(self, current: Job, changed: Job) -> Job:
         changed.version = current.version + 1
         changed.updated_at = utc_now()
-        self._write(
-            lambda: self.table.put_item(
-                Item=_to_item(changed),
-                ConditionExpression="#v = :v",
-                ExpressionAttributeNames={"#v": "version"},
-                ExpressionAttributeValues={":v": current.version},
-            )
-        )
+        condition = {
+            "ConditionExpression": "#v = :v",
+            "ExpressionAttributeNames": {"#v": "version"},
+            "ExpressionAttributeValues": {":v": current.version},
+        }
+        refund = self._refund(current, changed)
+        if refund:
+            put = {"Put": {"TableName": self.table.name, "Item": _to_item(changed), **condition}}
+            self._write(lambda: self.client.transact_write_items(TransactItems=[put, *refund]))
+        else:
+            self._write(lambda: self.table.put_item(Item=_to_item(changed), **condition))
         return changed
 
     def _fail_in_place(self, current: Job, ended: Job) -> Job:
@@ -123,21 +242,22 @@ class JobStore:
         ended.updated_at = utc_now()
         item = _to_item(ended)
         names = ("status", "error", "completed_at", "updated_at", "version")
+        update = {
+            "Key": {"job_id": current.job_id},
+            "UpdateExpression": "SET "
+            + ", ".join(f"#{n} = :{n}" for n in names)
+            + f" REMOVE {OPEN_MARKER}, {SWEEP_AFTER}",
+            "ConditionExpression": "#version = :read",
+            "ExpressionAttributeNames": {f"#{n}": n for n in names},
+            "ExpressionAttributeValues": {**{f":{n}": item[n] for n in names}, ":read": current.version},
+        }
+        refund = self._refund(current, ended)
         try:
-            self._write(
-                lambda: self.table.update_item(
-                    Key={"job_id": current.job_id},
-                    UpdateExpression="SET "
-                    + ", ".join(f"#{n} = :{n}" for n in names)
-                    + f" REMOVE {OPEN_MARKER}, {SWEEP_AFTER}",
-                    ConditionExpression="#version = :read",
-                    ExpressionAttributeNames={f"#{n}": n for n in names},
-                    ExpressionAttributeValues={
-                        **{f":{n}": item[n] for n in names},
-                        ":read": current.version,
-                    },
-                )
-            )
+            if refund:
+                transaction = [{"Update": {"TableName": self.table.name, **update}}, *refund]
+                self._write(lambda: self.client.transact_write_items(TransactItems=transaction))
+            else:
+                self._write(lambda: self.table.update_item(**update))
         except JobRecordRefused as refused:
             raise JobRecordUnwritable(
                 f"job {current.job_id} could not be failed ({ended.error}): {refused.problem}"
@@ -156,6 +276,14 @@ class JobStore:
             error = exc.response.get("Error", {})
             if error.get("Code") == "ConditionalCheckFailedException":
                 raise _Conflict from None
+            reasons = _cancellation_reasons(exc)  # a job's write with its refund
+            if reasons and (
+                reasons[0].get("Code") == "ConditionalCheckFailed"
+                or any(r.get("Code") == "TransactionConflict" for r in reasons)
+            ):
+                raise _Conflict from None
+            if any(r.get("Code") == "ValidationError" for r in reasons):
+                raise JobRecordRefused("DynamoDB refused the record") from None
             if error.get("Code") == "ValidationException":  # too large, or not a valid item
                 raise JobRecordRefused(
                     f"DynamoDB refused the record: {str(error.get('Message'))[:200]}"
@@ -191,8 +319,37 @@ def fail_in_place(current: Job, changed: Job, refused: JobRecordRefused) -> Job:
     return ended
 
 
+def encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, owner: str) -> dict[str, Any]:
+    """The index key a cursor stands for; InvalidRequest for anything else, or another owner's."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, RecursionError):
+        key = None
+    if (
+        not isinstance(key, dict)
+        or set(key) != _CURSOR_KEYS
+        or not all(isinstance(v, str) for v in key.values())
+        or key["owner"] != owner
+    ):
+        raise InvalidRequest(
+            "cursor is not valid", details=[{"field": "cursor", "message": "not a cursor we gave"}]
+        )
+    return key
+
+
+def _cancellation_reasons(exc: ClientError) -> list[dict[str, Any]]:
+    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return []
+    return list(exc.response.get("CancellationReasons") or [])
+
+
 def _to_item(job: Job) -> dict[str, Any]:
     item = job.model_dump(mode="json", exclude_none=True)
+    item[LISTED_AT] = iso(job.created_at)
     if not job.status.is_terminal:  # every write is a full put: a terminal job drops out of the index
         item[OPEN_MARKER] = "open"
         item[SWEEP_AFTER] = iso(job.deadline_at + SWEEP_GRACE)

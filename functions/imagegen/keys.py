@@ -1,6 +1,7 @@
-"""A minimal API key store: keys are stored as SHA-256 hashes, never in clear.
+"""The API key store: keys are stored as SHA-256 hashes, never in clear.
 
-Each key belongs to an owner; jobs carry the owner so accounts and credits can build on it.
+Each key belongs to an owner (an account: imagegen.accounts keeps its balance in the same
+table); several keys may share one. A disabled key is answered 403.
 """
 
 from __future__ import annotations
@@ -44,6 +45,48 @@ class KeyStore:
         if not key.active:
             raise Forbidden("API key is inactive")
         return key
+
+    def list(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """Every key (or one owner's), without its hash: an operator's Scan."""
+        from boto3.dynamodb.conditions import Attr
+
+        # Key items have a status; the webhook secrets and accounts beside them do not.
+        condition = Attr("key_id").begins_with("key_") & Attr("status").exists()
+        if owner:
+            condition = condition & Attr("owner").eq(owner)
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"FilterExpression": condition}
+        while True:
+            page = self.table.scan(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        fields = ("key_id", "owner", "name", "status", "created_at")
+        return sorted(
+            ({f: str(item[f]) for f in fields if f in item} for item in items),
+            key=lambda key: (key.get("owner", ""), key.get("created_at", "")),
+        )
+
+    def disable(self, key_id: str) -> bool:
+        """Disable the key with this id (its requests get 403 from now on); False if none has it."""
+        from boto3.dynamodb.conditions import Attr
+
+        kwargs: dict[str, Any] = {"FilterExpression": Attr("key_id").eq(key_id) & Attr("status").exists()}
+        while True:
+            page = self.table.scan(**kwargs)
+            for item in page.get("Items", []):
+                self.table.update_item(
+                    Key={"key_hash": item["key_hash"]},
+                    UpdateExpression="SET #s = :disabled",
+                    ConditionExpression="attribute_exists(key_hash)",
+                    ExpressionAttributeNames={"#s": "status"},
+                    ExpressionAttributeValues={":disabled": "disabled"},
+                )
+                return True
+            if "LastEvaluatedKey" not in page:
+                return False
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def create(self, owner: str, raw_key: str | None = None, name: str = "default") -> str:
         """Store a key for `owner` and return it in clear (the only time it is seen)."""

@@ -38,9 +38,12 @@ def new_job(
     job_id: str | None = None,
     origin: dict[str, str] | None = None,
     key_id: str | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
 ) -> Job:
     """A QUEUED job for `request`, priced and given its deadline and retention. `key_id` is the
-    API key that asked for it: its webhook secret signs the job's webhook deliveries."""
+    API key that asked for it: its webhook secret signs the job's webhook deliveries. An
+    `idempotency_key` (with the hash of the request body) makes a retried request this job."""
     now = utc_now()
     webhook_events = request.webhookEvents or (DEFAULT_WEBHOOK_EVENTS if request.webhookUrl else [])
     return Job(
@@ -56,6 +59,8 @@ def new_job(
         origin=origin or {},
         expires_at=_expiry(now, settings),
         key_id=key_id,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
         webhook_url=request.webhookUrl,
         webhook_events=list(dict.fromkeys(webhook_events)),
         webhook_status="pending" if request.webhookUrl else None,
@@ -91,13 +96,28 @@ def short_reason(reason: str) -> str:
 
 
 def failed(reason: str, now: datetime | None = None) -> Change:
-    """End an open job as FAILED with `reason` (which refunds it: see Job.charged_credits)."""
+    """End an open job as FAILED with `reason`. The store refunds what the job was debited, in
+    the same write (imagegen.jobs.JobStore, imagegen.accounts)."""
 
     def change(job: Job) -> Job | None:
         if job.status.is_terminal:
             return None
         job.status = JobStatus.FAILED
         job.error = short_reason(reason)
+        job.completed_at = now or utc_now()
+        return job
+
+    return change
+
+
+def canceled(now: datetime | None = None) -> Change:
+    """End an open job as CANCELED by its owner (which refunds it: see Job.charged_credits)."""
+
+    def change(job: Job) -> Job | None:
+        if job.status.is_terminal:
+            return None
+        job.status = JobStatus.CANCELED
+        job.error = "canceled by its owner"
         job.completed_at = now or utc_now()
         return job
 

@@ -39,10 +39,16 @@ class JobStatus(StrEnum):
     PROCESSING = "PROCESSING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    CANCELED = "CANCELED"  # by its owner (POST /v2/jobs/{id}/cancel): refunded, never resumed
 
     @property
     def is_terminal(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED)
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
+
+    @property
+    def is_refunded(self) -> bool:
+        """The ends that give the job's credits back (imagegen.accounts)."""
+        return self in (JobStatus.FAILED, JobStatus.CANCELED)
 
 
 class JobSource(StrEnum):
@@ -175,7 +181,11 @@ class Job(BaseModel):
     updated_at: datetime
     completed_at: datetime | None = None
     deadline_at: datetime
-    idempotency_key: str | None = None
+    idempotency_key: str | None = None  # the caller's Idempotency-Key header, if it sent one
+    request_hash: str | None = None  # SHA-256 of the request body: a reused key with another body is refused
+    # What submission took from the owner's balance (imagegen.accounts): refunded, once, when the
+    # job ends FAILED or CANCELED. 0 for jobs stored before accounts existed, which refund nothing.
+    debited_credits: int = 0
     key_id: str | None = None  # the API key that asked for it: its webhook secret signs deliveries
     webhook_url: str | None = None
     webhook_events: list[str] = Field(default_factory=list)
@@ -192,8 +202,8 @@ class Job(BaseModel):
 
     @property
     def charged_credits(self) -> int:
-        """A FAILED job is refunded: it shows and costs 0."""
-        return 0 if self.status is JobStatus.FAILED else self.credit_cost
+        """A FAILED or CANCELED job is refunded: it shows and costs 0."""
+        return 0 if self.status.is_refunded else self.credit_cost
 
 
 def utc_now() -> datetime:

@@ -15,6 +15,7 @@ import boto3
 import httpx
 from botocore.config import Config
 
+from imagegen.accounts import Accounts
 from imagegen.edits.bucket import UploadsBucket
 from imagegen.events import EventPublisher
 from imagegen.jobs import JobStore
@@ -57,8 +58,13 @@ class Services:
         return boto3.client("s3", config=S3_CALLS)
 
     @cached_property
+    def accounts(self) -> Accounts:
+        return Accounts(self.settings.api_keys_table, resource=self._dynamodb)
+
+    @cached_property
     def jobs(self) -> JobStore:
-        return JobStore(self.settings.jobs_table, resource=self._dynamodb)
+        # Every writer of jobs debits and refunds through the store: one transaction per change.
+        return JobStore(self.settings.jobs_table, resource=self._dynamodb, accounts=self.accounts)
 
     @cached_property
     def keys(self) -> KeyStore:

@@ -1,6 +1,7 @@
-"""Submitting a job: the one path for every entry (HTTP API, S3 uploads).
+"""Submitting a job: the one path for every entry (HTTP API, S3 uploads, event requests).
 
-Validate, price, write the job QUEUED, start its workflow named by the job id. If the start
+Validate, price, write the job QUEUED and debit its owner in one transaction, start its
+workflow named by the job id. If the start
 fails the job is marked FAILED (and so refunded) before the error goes back to the caller:
 no job is left QUEUED with nothing to move it.
 """
@@ -13,7 +14,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from imagegen.errors import InvalidRequest, ServiceUnavailable
+from imagegen.accounts import IdempotencyKeyClaimed
+from imagegen.errors import IdempotencyKeyReused, ImagegenError, InvalidRequest, ServiceUnavailable
 from imagegen.jobs import NEW_JOB_MAX_BYTES, record_bytes
 from imagegen.lifecycle import failed
 from imagegen.models import Job
@@ -52,7 +54,8 @@ def submit_job(
     provider_chain: list[str] | None = None,
 ) -> tuple[Job, bool]:
     """Store and start `job`. Returns the stored job and False when another request had already
-    stored it (a redelivered trigger): then nothing new is started. A record this very call wrote
+    stored it (a redelivered trigger, or a request retried with the same Idempotency-Key and
+    body): then nothing new is started, nothing more debited. A record this very call wrote
     (its write retried after a lost answer) is ours, and is started. A request that no configured
     provider can serve (say webp on apiin.one) is refused here, before anything is charged,
     and so is a request too large for its job record (imagegen.jobs.NEW_JOB_MAX_BYTES)."""
@@ -70,7 +73,16 @@ def submit_job(
         if reason:
             raise InvalidRequest(reason, details=[{"field": "gptImageParams", "message": reason}])
     try:
-        created = store.create(job)
+        created = store.create(job)  # debits the owner (402 when the balance is short)
+    except IdempotencyKeyClaimed as claimed:
+        if claimed.claim.request_hash != job.request_hash:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was sent with another request body",
+                details=[{"field": "Idempotency-Key", "message": "use a new key for a new request"}],
+            ) from None
+        return store.get(claimed.claim.job_id), False  # a retry: its job, charged once
+    except ImagegenError:
+        raise  # refused (402, say): nothing was written
     except Exception:
         _fail_if_written(job, store)
         raise
@@ -89,7 +101,7 @@ def _fail_if_written(job: Job, store: JobRepository) -> None:
     failed, so the job must not stay open and charged. Fail it if it is there and it is this
     request's (its token). Not there, or the store still failing: nothing more to do here, the
     sweeper fails it once it is overdue."""
-    ours = failed("the job could not be recorded in time; it was not charged, please retry")
+    ours = failed("the job could not be recorded in time; it was refunded, please retry")
     with contextlib.suppress(Exception):
         store.update(
             job.job_id, lambda stored: ours(stored) if stored.request_token == job.request_token else None

@@ -12,6 +12,7 @@ import functools
 import math
 import random
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -33,6 +34,9 @@ from imagegen.storage import image_key
 from imagegen.transport import deadline
 
 Next = Literal["create", "poll", "finalize", "fail", "done"]
+# Images of one job copied at once: 10 is the most a job has (number_of_images); each copy holds
+# at most one multipart part (imagegen.storage.TRANSFER) in memory.
+MAX_PARALLEL_COPIES = 10
 SWEPT_REASON = "the job was still open long after its deadline (its workflow never started or was lost)"
 
 
@@ -219,16 +223,32 @@ class JobWorkflow:
         if isinstance(job, StepState):
             return job
         keys: list[str] = []
+        copies: list[tuple[str, str]] = []  # (url, key)
         for task in sorted(job.upstream_tasks, key=lambda t: t.slot):
             keys.extend(task.stored_keys)
             for url in task.image_urls:
                 key = image_key(job.job_id, len(keys), job.params.output_format)
-                self.results.copy_from_url(url, key, job.params.content_type)
+                copies.append((url, key))
                 keys.append(key)
+        self._copy_all(copies, job.params.content_type)
         if not keys:
             return self._fail(job, "the upstream finished without any image")
         job, _ = self._update(job.job_id, completed(keys, self.clock()))
         return self._route(job, "done")
+
+    def _copy_all(self, copies: list[tuple[str, str]], content_type: str) -> None:
+        """Every image of the job at once (a job waits for its slowest image, not for their
+        sum), at most MAX_PARALLEL_COPIES at a time; each copy streams in bounded parts
+        (imagegen.storage). The first failure is raised, as a sequential loop would."""
+        if len(copies) <= 1:
+            for url, key in copies:
+                self.results.copy_from_url(url, key, content_type)
+            return
+        workers = min(len(copies), MAX_PARALLEL_COPIES)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="finalize-copy") as pool:
+            futures = [pool.submit(self.results.copy_from_url, url, key, content_type) for url, key in copies]
+            for future in futures:
+                future.result()
 
     # --- fail ---------------------------------------------------------------------------------
     def fail(self, state: StepState) -> StepState:
@@ -298,7 +318,20 @@ class JobWorkflow:
         return (job.deadline_at - self.clock()).total_seconds()
 
     def _poll_interval(self, job: Job) -> float:
-        return float(self.schedule.poll_interval_seconds)
+        """The wait before the next poll. Adaptive: the upstream's progress p (percent) after
+        the time elapsed since the job began predicts its finish; the wait ends just before it
+        (rounded down: an early poll costs one more poll a second later, a late one costs the
+        user the overshoot). A zero interval (tests) stays zero."""
+        fixed = float(self.schedule.poll_interval_seconds)
+        if not self.schedule.adaptive_polling or fixed == 0:
+            return fixed
+        elapsed = (self.clock() - job.created_at).total_seconds()
+        waiting = [t for t in job.upstream_tasks if t.status is not JobStatus.COMPLETED]
+        if not waiting or elapsed <= 0 or any(not 0 < t.progress < 100 for t in waiting):
+            return fixed  # no progress figure to go by (queued, or a provider without one)
+        slowest = min(t.progress for t in waiting)
+        remaining = elapsed * (100 - slowest) / slowest
+        return float(max(1, min(self.schedule.max_poll_interval_seconds, math.floor(remaining))))
 
     def _backoff(self, attempt: int, retry_after: float | None, floor: float = 0.0) -> float:
         """Exponential backoff with full jitter, never sooner than the provider's Retry-After."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from imagegen.jobs import OPEN_JOBS_INDEX, OPEN_MARKER, SWEEP_AFTER
+from imagegen.jobs import LISTED_AT, OPEN_JOBS_INDEX, OPEN_MARKER, OWNER_INDEX, SWEEP_AFTER
 
 PREFIX = "imagegen"
 LOCAL_ACCOUNT = "123456789012"  # moto's default account
@@ -28,11 +28,12 @@ STAGE_MAX_LENGTH = 12
 
 @dataclass(frozen=True)
 class IndexSpec:
-    """A global secondary index of string keys that projects only the keys."""
+    """A global secondary index of string keys that projects only the keys, or (ALL) the items."""
 
     name: str
     partition_key: str
     sort_key: str
+    projection: str = "KEYS_ONLY"
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,10 @@ EDITS_PREFIX = "edits/"
 # (imagegen_local/gateway.py) alike: explicit routes, no catch-all. `{id}` is a path parameter.
 API_ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/v2/images/generate"),
+    ("GET", "/v2/jobs"),
     ("GET", "/v2/jobs/{id}"),
+    ("POST", "/v2/jobs/{id}/cancel"),
+    ("GET", "/v2/account"),
     ("GET", "/v2/webhooks/secret"),
     ("POST", "/v2/webhooks/secret/rotate"),
 )
@@ -171,7 +175,7 @@ DEAD_EXECUTION_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
 # uploads (the `source` and `eventType` message attributes), so it never runs for API jobs.
 S3_RESULT_FILTER_POLICY: dict[str, list[str]] = {
     "source": ["s3"],
-    "eventType": ["job.completed", "job.failed"],
+    "eventType": ["job.completed", "job.failed", "job.canceled"],
 }
 # --- Events in and out: job changes announced from the table's stream (job_events), jobs
 # requested by events on the bus (intake), signed webhooks (webhooks) ---------------------------
@@ -262,13 +266,19 @@ class Blueprint:
             f"{self.prefix}-jobs",
             "job_id",
             ttl_attribute="expires_at",
-            indexes=(IndexSpec(OPEN_JOBS_INDEX, OPEN_MARKER, SWEEP_AFTER),),
+            indexes=(
+                IndexSpec(OPEN_JOBS_INDEX, OPEN_MARKER, SWEEP_AFTER),
+                # GET /v2/jobs: a page is one Query of whole records (imagegen.jobs.OWNER_INDEX).
+                IndexSpec(OWNER_INDEX, "owner", LISTED_AT, projection="ALL"),
+            ),
             stream_view=JOB_STREAM_VIEW,
         )
 
     @property
     def api_keys_table(self) -> TableSpec:
-        return TableSpec(f"{self.prefix}-api-keys", "key_hash")
+        """Keys (hashed), and beside them each owner's account, ledger, Idempotency-Key claims
+        (which expire: TTL) and webhook secrets, as prefixed items (imagegen.accounts)."""
+        return TableSpec(f"{self.prefix}-api-keys", "key_hash", ttl_attribute="expires_at")
 
     @property
     def events_topic(self) -> str:

@@ -13,8 +13,9 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from imagegen.accounts import ACCOUNT, IDEMPOTENCY, LEDGER
 from imagegen.edits.keys import ERROR_SUFFIX, RESULT_SUFFIX
-from imagegen.jobs import OPEN_JOBS_INDEX
+from imagegen.jobs import OPEN_JOBS_INDEX, OWNER_INDEX
 from imagegen.webhooks import WebhookSecretStore
 from imagegen_infra import blueprint as bp
 from imagegen_infra.config import DeployConfig
@@ -135,20 +136,26 @@ class ImagegenStack(Stack):
         # api: authenticate, submit and read jobs, start their workflow, sign result URLs, show
         # and rotate the caller's webhook secret (kept beside the keys: imagegen.webhooks).
         _allow_table(api_function, jobs, TABLE_READ_WRITE)
+        _allow_table(api_function, jobs, ["dynamodb:Query"], index=OWNER_INDEX)  # GET /v2/jobs
         _allow_table(api_function, keys, TABLE_READ)
         _allow_webhook_secrets(api_function, keys)
+        # Debit on submit, refund on cancel or a failed start, claim Idempotency-Keys.
+        _allow_accounts(api_function, keys, IDEMPOTENCY)
         machine.grant_start_execution(api_function)
         _allow_objects(api_function, results, ["s3:GetObject"], IMAGE_KEYS, "presigned URLs of job images")
         # create-task: call the provider (or a failover one); OpenAI answers with the images
         # inline, stored here.
         _allow_table(create_task, jobs, TABLE_READ_WRITE)
+        _allow_accounts(create_task, keys)  # the refund of a job it fails
         provider_secrets.grant_read(create_task)
         _allow_objects(create_task, results, ["s3:PutObject"], IMAGE_KEYS, "images of each job")
         # poll-task: ask the provider of the job's task how it is doing.
         _allow_table(poll_task, jobs, TABLE_READ_WRITE)
+        _allow_accounts(poll_task, keys)  # the refund of a job it fails
         provider_secrets.grant_read(poll_task)
         # finalize-job: stream the images into the results bucket (multipart when large).
         _allow_table(finalize_job, jobs, TABLE_READ_WRITE)
+        _allow_accounts(finalize_job, keys)  # the refund of a job it fails
         _allow_objects(
             finalize_job,
             results,
@@ -158,6 +165,7 @@ class ImagegenStack(Stack):
         )
         # fail-job: record the failure (and refund).
         _allow_table(fail_job, jobs, TABLE_READ_WRITE)
+        _allow_accounts(fail_job, keys)  # the refund of a job it fails
         # s3-edit: read (and presign) the upload and its inputs, submit its job as the uploads
         # owner, or answer `<name>.error.json` next to it and record the job as failed.
         _allow_objects(
@@ -180,9 +188,11 @@ class ImagegenStack(Stack):
             iam.PolicyStatement(actions=["s3:ListBucket"], resources=[uploads.bucket_arn])
         )
         _allow_table(s3_edit, jobs, TABLE_READ_WRITE)
+        _allow_accounts(s3_edit, keys)  # the debit of a job it submits
         machine.grant_start_execution(s3_edit)
         # sweep-jobs: find open jobs long past their deadline (the sparse index), fail them.
         _allow_table(sweeper, jobs, TABLE_READ_WRITE)
+        _allow_accounts(sweeper, keys)  # the refund of a job it fails
         _allow_table(sweeper, jobs, ["dynamodb:Query"], index=OPEN_JOBS_INDEX)
         # No step publishes: every job change is announced from the table's stream, below.
         # job-events: the stream in (the event source grants its reads); the topic, the bus and
@@ -193,6 +203,7 @@ class ImagegenStack(Stack):
         # intake: submit requested jobs as the intake owner, start them; a request it refuses
         # has no job record, so its job.rejected event is published here.
         _allow_table(intake, jobs, TABLE_READ_WRITE)
+        _allow_accounts(intake, keys)  # the debit of a job it submits
         machine.grant_start_execution(intake)
         notifications.grant_publish_events(intake)
         bus.grant_put_events_to(intake)
@@ -303,6 +314,22 @@ def _allow_webhook_secrets(function: lambda_.Function, keys: dynamodb.ITable) ->
             resources=[keys.table_arn],
             conditions={
                 "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{WebhookSecretStore.ITEM_PREFIX}*"]}
+            },
+        )
+    )
+
+
+def _allow_accounts(function: lambda_.Function, keys: dynamodb.ITable, *more: str) -> None:
+    """Writes to the keys table limited to the accounts' items (imagegen.accounts): a balance
+    and its ledger (and `more` prefixes), in the transaction of a job's write. Never a key."""
+    function.add_to_role_policy(
+        iam.PolicyStatement(
+            actions=["dynamodb:PutItem", "dynamodb:UpdateItem"],
+            resources=[keys.table_arn],
+            conditions={
+                "ForAllValues:StringLike": {
+                    "dynamodb:LeadingKeys": [f"{prefix}*" for prefix in (ACCOUNT, LEDGER, *more)]
+                }
             },
         )
     )

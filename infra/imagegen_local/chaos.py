@@ -46,6 +46,7 @@ from typing import Any, TypeVar
 import boto3
 import httpx
 
+from imagegen.accounts import Accounts
 from imagegen.errors import JobNotFound
 from imagegen.jobs import JobStore
 from imagegen.keys import KeyStore
@@ -767,6 +768,7 @@ def target_for(outputs: dict[str, str], simulator: UpstreamSimulator, provider: 
     )
     keys = KeyStore(bp.API_KEYS_TABLE.name, resource=dynamodb)
     second = keys.create(SECOND_OWNER, name="chaos")
+    Accounts(bp.API_KEYS_TABLE.name, resource=dynamodb).grant(SECOND_OWNER, 1_000_000)  # jobs are charged
     return Target(
         api_url=outputs["ApiUrl"],
         callers=[

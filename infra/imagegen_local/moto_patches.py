@@ -54,7 +54,22 @@ S3_NOTIFY_WHEN_COMPLETE = Patch(
     canary="test_moto_still_notifies_before_the_metadata_is_set",
 )
 
-PATCHES = (LAMBDA_IN_PROCESS, S3_NOTIFY_WHEN_COMPLETE)
+DYNAMODB_WRITES_SERIALIZED = Patch(
+    name="DynamoDB writes are serialized with transactions",
+    why=(
+        "TransactWriteItems snapshots each table it touches (a deep copy) and, when the "
+        "transaction is canceled, puts the snapshot back: every write another request made to "
+        "that table meanwhile is lost. Real DynamoDB cancels only the transaction. Credits "
+        "(imagegen.accounts) cancel transactions on purpose (402, a replayed Idempotency-Key) "
+        "while workflows write jobs: writes and transactions take one lock."
+    ),
+    upstream="none found; moto/dynamodb/models/__init__.py transact_write_items (moto 5.2.5)",
+    canary="test_moto_still_rolls_back_writes_made_during_a_canceled_transaction",
+)
+
+PATCHES = (LAMBDA_IN_PROCESS, S3_NOTIFY_WHEN_COMPLETE, DYNAMODB_WRITES_SERIALIZED)
+# The DynamoDB backend's writes: one at a time, never inside another's transaction.
+DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
 
 # S3 requests that create objects: PutObject, CopyObject, browser POST uploads,
 # CompleteMultipartUpload.
@@ -69,6 +84,7 @@ def install(runtime: InProcessLambdaRuntime) -> None:
     with _lock:
         _run_lambda_in(runtime)
         _notify_once_s3_writes_complete()
+        _serialize_dynamodb_writes()
 
 
 def uninstall() -> None:
@@ -130,3 +146,22 @@ def _notify_once_s3_writes_complete() -> None:
     for name in S3_WRITES:
         setattr(S3Response, name, holding(getattr(S3Response, name)))
     notifications._imagegen_deferred = True  # type: ignore[attr-defined]
+
+
+def _serialize_dynamodb_writes() -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+
+    if getattr(DynamoDBBackend, "_imagegen_serialized", False):
+        return
+    writes = threading.RLock()  # reentrant: a transaction's own writes call these methods
+
+    def serialized(method: Any) -> Any:
+        def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with writes:
+                return method(self, *args, **kwargs)
+
+        return write
+
+    for name in DYNAMODB_WRITES:
+        setattr(DynamoDBBackend, name, serialized(getattr(DynamoDBBackend, name)))
+    DynamoDBBackend._imagegen_serialized = True  # type: ignore[attr-defined]

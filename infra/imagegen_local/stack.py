@@ -35,6 +35,7 @@ log = logging.getLogger("imagegen.local")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUTS_FILE = REPO_ROOT / "local-stack.json"
 LOCAL_OWNER = "local-user"
+DEFAULT_LOCAL_CREDITS = 10_000  # the local key's opening balance (IMAGEGEN_LOCAL_CREDITS)
 REGION = bp.LOCAL_REGION
 ACCOUNT = bp.LOCAL_ACCOUNT
 
@@ -58,6 +59,7 @@ class LocalStackConfig:
     provider_api_key: str | None = None
     sim_latency: str | None = None  # "min,max" seconds for the simulator
     sim_faults: str | None = None
+    credits: int = DEFAULT_LOCAL_CREDITS
     # Extra IMAGEGEN_* settings (poll schedule, deadline...) for the functions' environment.
     settings_env: dict[str, str] = field(default_factory=dict)
 
@@ -86,6 +88,7 @@ class LocalStackConfig:
             provider_api_key=env.get("IMAGEGEN_PROVIDER_API_KEY") or None,
             sim_latency=env.get("IMAGEGEN_SIM_LATENCY") or None,
             sim_faults=env.get("IMAGEGEN_SIM_FAULTS") or None,
+            credits=int(env.get("IMAGEGEN_LOCAL_CREDITS") or DEFAULT_LOCAL_CREDITS),
             settings_env={k: env[k] for k in passthrough if env.get(k)},
         )
 
@@ -110,7 +113,7 @@ def _indexes(table: bp.TableSpec) -> dict[str, Any]:
                     {"AttributeName": index.partition_key, "KeyType": "HASH"},
                     {"AttributeName": index.sort_key, "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
+                "Projection": {"ProjectionType": index.projection},
             }
             for index in table.indexes
         ]
@@ -233,6 +236,7 @@ class LocalStack:
         self.config.provider_base_url = self.simulator.base_url
 
     def _create_resources(self) -> None:
+        from imagegen.accounts import Accounts
         from imagegen.keys import KeyStore
         from imagegen.runtime import dynamodb_resource
         from imagegen.settings import Settings
@@ -313,6 +317,10 @@ class LocalStack:
         api_key = KeyStore(bp.API_KEYS_TABLE.name, dynamodb_resource()).create(
             LOCAL_OWNER, raw_key=self.config.api_key
         )
+        if self.config.credits > 0:  # as `admin grant` does: the opening balance is in the ledger
+            Accounts(bp.API_KEYS_TABLE.name, dynamodb_resource()).grant(
+                LOCAL_OWNER, self.config.credits, grant_id="local-stack-opening"
+            )
         self.outputs.update(
             {
                 "ApiKey": api_key,

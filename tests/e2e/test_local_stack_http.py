@@ -3,7 +3,6 @@ HTTP exactly as the README says: the seed's curl example, our URL and key, image
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -18,6 +17,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from imagegen.client import Client
+from imagegen.models import JobStatus
 from imagegen_local.stack import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.e2e
@@ -64,7 +65,7 @@ def test_outputs_have_the_cdk_stacks_keys(local_stack):
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_the_seeds_curl_example_completes_with_downloadable_images(local_stack):
+def test_the_seeds_curl_example_completes_with_downloadable_images(local_stack, tmp_path):
     _, outputs, _ = local_stack
     seed_body = json.dumps(
         {
@@ -98,20 +99,20 @@ def test_the_seeds_curl_example_completes_with_downloadable_images(local_stack):
     assert status == "202"
     job_id = json.loads(body)["jobId"]
 
-    api = httpx.Client(base_url=outputs["ApiUrl"], headers={"X-API-Key": API_KEY}, timeout=30)
-    statuses = []
-    for _ in range(300):
-        view = api.get(f"/v2/jobs/{job_id}").json()
-        statuses.append(view["status"])
-        if view["status"] in ("COMPLETED", "FAILED"):
-            break
-        time.sleep(0.1)
-
-    assert view["status"] == "COMPLETED", view
-    assert "PROCESSING" in statuses
-    assert view["creditCost"] == 24 and view["completedAt"] >= view["createdAt"]
-    [url] = view["result"]["images"]
-    image = Image.open(io.BytesIO(httpx.get(url).raise_for_status().content))
+    # Followed and fetched with the SDK (imagegen.client), so its wait and download run on every
+    # run; polled often enough to see PROCESSING, which lasts at least the 1 s poll interval.
+    statuses: list[str] = []
+    with Client(outputs["ApiUrl"], API_KEY) as client:
+        view = client.wait(
+            job_id, timeout=30, interval=0.1, max_interval=0.5, on_update=lambda j: statuses.append(j.status)
+        )
+        assert view.status is JobStatus.COMPLETED, view
+        assert "PROCESSING" in statuses
+        assert view.creditCost == 24 and view.completedAt and view.createdAt
+        assert view.completedAt >= view.createdAt
+        [path] = client.download(view, tmp_path)
+    assert path == tmp_path / f"{job_id}-0.png"
+    image = Image.open(path)
     assert (image.format, image.size) == ("PNG", (1536, 1024))
 
 

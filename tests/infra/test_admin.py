@@ -173,3 +173,38 @@ def test_a_bad_stage_is_refused_before_any_call(endpoint: str) -> None:
     done = admin(endpoint, "outputs", "--stage", "Dev")
     assert done.returncode == 2
     assert "a stage is" in done.stderr
+
+
+def test_the_account_commands_grant_list_disable_and_audit(aws: Any, endpoint: str) -> None:
+    names = deploy(aws, endpoint, None)
+    table = ("--table", names.api_keys_table.name)
+    dynamodb = aws.resource("dynamodb", endpoint_url=endpoint)
+    keys = KeyStore(names.api_keys_table.name, resource=dynamodb)
+
+    created = admin(endpoint, "create-key", "--owner", "carol", "--credits", "30", *table)
+    granted = admin(endpoint, "grant", "--owner", "carol", "--credits", "12", *table)
+    assert created.returncode == 0 and granted.returncode == 0, created.stderr + granted.stderr
+    assert json.loads(granted.stdout) == {"owner": "carol", "balance": 42}
+    listed = admin(endpoint, "list-keys", "--owner", "carol", *table)
+    [key] = json.loads(listed.stdout)
+    assert (
+        key["owner"] == "carol" and key["status"] == "active" and created.stdout.strip() not in listed.stdout
+    )
+    assert admin(endpoint, "audit", *table).returncode == 0
+
+    disabled = admin(endpoint, "disable-key", key["key_id"], *table)
+    assert disabled.returncode == 0, disabled.stderr
+    with pytest.raises(Exception, match="inactive"):
+        keys.authenticate(created.stdout.strip())
+    assert admin(endpoint, "disable-key", "key_nope", *table).returncode == 2
+
+    # A balance changed behind the ledger's back is reported.
+    dynamodb.Table(names.api_keys_table.name).update_item(
+        Key={"key_hash": "account#carol"},
+        UpdateExpression="SET balance = :b",
+        ExpressionAttributeValues={":b": 50},
+    )
+    audited = admin(endpoint, "audit", *table)
+    assert audited.returncode == 1
+    assert audited.stdout.strip() == "carol: balance 50, ledger 42 (difference 8)"
+    assert admin(endpoint, "grant", "--owner", "carol", "--credits", "-5", *table).returncode == 2

@@ -38,9 +38,13 @@ def test_the_architecture_has_every_resource_and_trigger(template: dict[str, Any
         assert f'"{name}"' in chart, name
     for queue in bp.DEFAULT.dead_letter_queues:
         assert f'[/"{queue}"/]' in chart, queue
-    assert "POST /v2/images/generate, GET /v2/jobs/{id}" in chart
+    [routes] = [line for line in chart.splitlines() if line.endswith("--> function_api")]
+    assert {f"{method} {path}" for method, path in bp.API_ROUTES} == set(routes.split('"')[1].split(", "))
     assert f'"object created {bp.EDITS_PREFIX}" --> function_s3_edit' in chart
-    assert '"source = s3, eventType = job.completed | job.failed" --> function_s3_edit_result' in chart
+    assert (
+        '"source = s3, eventType = job.completed | job.failed | job.canceled" --> function_s3_edit_result'
+        in chart
+    )
     assert 'table_jobs -- "change stream" --> function_job_events' in chart
     assert '"Image Job Requested" --> rule_job_requests' in chart
     assert '"rate(5 minutes)" --> rule_sweep_overdue_jobs' in chart

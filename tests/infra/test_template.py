@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from imagegen.jobs import OPEN_JOBS_INDEX
+from imagegen.jobs import OPEN_JOBS_INDEX, OWNER_INDEX
 from imagegen.settings import Settings
 from imagegen.storage import image_key
 from imagegen.webhooks import WebhookSecretStore
@@ -219,16 +219,17 @@ def test_api_submits_and_reads_jobs_but_cannot_publish_or_write_objects(template
         "Fn::GetAtt": [logical_id(template, "AWS::DynamoDB::Table", TableName=bp.API_KEYS_TABLE.name), "Arn"]
     }
     assert sorted(map(json.dumps, allowed["dynamodb:GetItem"])) == sorted(map(json.dumps, [jobs, keys]))
-    # The keys table only for the caller's webhook secret: never a key.
-    assert sorted(map(json.dumps, allowed["dynamodb:PutItem"])) == sorted(map(json.dumps, [jobs, keys]))
-    [secrets] = [
-        s
+    # The keys table only for the caller's webhook secret and account items: never a key.
+    assert sorted(map(json.dumps, allowed["dynamodb:PutItem"])) == sorted(map(json.dumps, [jobs, keys, keys]))
+    conditions = [
+        s["Condition"]
         for s in role_statements(template, bp.API_FUNCTION.name)
         if keys in _targets(s) and "dynamodb:PutItem" in actions_of(s)
     ]
-    assert secrets["Condition"] == {
-        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{WebhookSecretStore.ITEM_PREFIX}*"]}
-    }
+    assert conditions == [
+        {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{WebhookSecretStore.ITEM_PREFIX}*"]}},
+        {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["account#*", "ledger#*", "idempotency#*"]}},
+    ]
     assert allowed["states:StartExecution"] == [
         {"Ref": logical_id(template, "AWS::StepFunctions::StateMachine")}
     ]
@@ -324,7 +325,15 @@ def test_s3_edit_functions_write_only_their_answers_next_to_uploads(template: di
     # ListBucket on the uploads bucket only, so a missing manifest input is a 404, not a 403.
     assert edit["s3:ListBucket"] == [{"Fn::GetAtt": [_bucket(template, "uploads")[0], "Arn"]}]
     keys_table = logical_id(template, "AWS::DynamoDB::Table", TableName=bp.API_KEYS_TABLE.name)
-    assert keys_table not in json.dumps(edit)  # jobs from uploads belong to the configured owner
+    # Jobs from uploads belong to the configured owner: of the keys table, only the account
+    # items it debits (and refunds), never a key.
+    [accounts] = [
+        s for s in role_statements(template, bp.S3_EDIT_FUNCTION.name) if keys_table in json.dumps(s)
+    ]
+    assert sorted(actions_of(accounts)) == ["dynamodb:PutItem", "dynamodb:UpdateItem"]
+    assert accounts["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["account#*", "ledger#*"]}
+    }
     result = _allowed(template, bp.S3_RESULT_FUNCTION)
     assert result["s3:PutObject"] == [_object_arn(template, "uploads", f"{bp.EDITS_PREFIX}*.result.json")]
     assert "dynamodb:PutItem" not in result
@@ -369,7 +378,10 @@ def test_api_has_exactly_its_routes_proxied_to_the_api_function(template: dict[s
         == set(bp.API_ROUTES)
         == {
             ("POST", "/v2/images/generate"),
+            ("GET", "/v2/jobs"),
             ("GET", "/v2/jobs/{id}"),
+            ("POST", "/v2/jobs/{id}/cancel"),
+            ("GET", "/v2/account"),
             ("GET", "/v2/webhooks/secret"),
             ("POST", "/v2/webhooks/secret/rotate"),
         }
@@ -477,7 +489,10 @@ def test_edit_results_subscribe_to_upload_jobs_only(template: dict[str, Any]) ->
     [subscription] = resources(template, "AWS::SNS::Subscription").values()
     writer = logical_id(template, "AWS::Lambda::Function", FunctionName=bp.S3_RESULT_FUNCTION.name)
     assert subscription["Endpoint"] == {"Fn::GetAtt": [writer, "Arn"]}
-    assert subscription["FilterPolicy"] == {"source": ["s3"], "eventType": ["job.completed", "job.failed"]}
+    assert subscription["FilterPolicy"] == {
+        "source": ["s3"],
+        "eventType": ["job.completed", "job.failed", "job.canceled"],
+    }
 
 
 def test_dead_letter_queues_are_encrypted_tls_only_and_alarmed(template: dict[str, Any]) -> None:
@@ -566,17 +581,23 @@ def test_the_sweeper_runs_on_a_schedule(template: dict[str, Any]) -> None:
     assert [t["Arn"] for t in rule["Targets"]] == [{"Fn::GetAtt": [sweeper, "Arn"]}]
 
 
-def test_open_jobs_are_indexed_by_keys_only(template: dict[str, Any]) -> None:
+def test_open_jobs_are_indexed_by_keys_only_and_owners_jobs_in_full(template: dict[str, Any]) -> None:
     table = only(template, "AWS::DynamoDB::Table", TableName=bp.JOBS_TABLE.name)
-    [index] = table["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == OPEN_JOBS_INDEX
-    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    [open_jobs, owned] = table["GlobalSecondaryIndexes"]
+    assert open_jobs["IndexName"] == OPEN_JOBS_INDEX
+    assert open_jobs["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    assert owned["IndexName"] == OWNER_INDEX
+    assert owned["Projection"] == {"ProjectionType": "ALL"}  # a page of GET /v2/jobs is one Query
 
 
-def test_only_the_sweeper_may_read_the_index_and_only_that_index(template: dict[str, Any]) -> None:
+def test_only_the_sweeper_and_the_api_may_read_an_index_and_only_theirs(template: dict[str, Any]) -> None:
     table = logical_id(template, "AWS::DynamoDB::Table", TableName=bp.JOBS_TABLE.name)
     index_arn = {"Fn::Join": ["", [{"Fn::GetAtt": [table, "Arn"]}, f"/index/{OPEN_JOBS_INDEX}"]]}
+    owner_arn = {"Fn::Join": ["", [{"Fn::GetAtt": [table, "Arn"]}, f"/index/{OWNER_INDEX}"]]}
     assert index_arn in _allowed(template, bp.SWEEPER_FUNCTION)["dynamodb:Query"]
+    assert OWNER_INDEX not in json.dumps(_allowed(template, bp.SWEEPER_FUNCTION))
+    assert owner_arn in _allowed(template, bp.API_FUNCTION)["dynamodb:Query"]
+    assert OPEN_JOBS_INDEX not in json.dumps(_allowed(template, bp.API_FUNCTION))
     for spec in bp.ALL_FUNCTIONS:
-        if spec != bp.SWEEPER_FUNCTION:
+        if spec not in (bp.SWEEPER_FUNCTION, bp.API_FUNCTION):
             assert "/index/" not in json.dumps(_allowed(template, spec)), spec.name

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from boto3.dynamodb.conditions import Attr
 
+from imagegen.accounts import Accounts
 from imagegen.keys import KeyStore
 from imagegen.runtime import dynamodb_resource
 from imagegen_infra import blueprint as bp
@@ -32,6 +33,8 @@ NO_WORKFLOW = "arn:aws:states:us-east-1:123456789012:stateMachine:concurrency-te
 @pytest.fixture(scope="module")
 def clients(stack: Any, outputs: dict[str, str]) -> Iterator[dict[str, httpx.Client]]:
     store = KeyStore(bp.API_KEYS_TABLE.name, dynamodb_resource())
+    for owner in OWNERS:  # each job is debited (and refunded when its start fails)
+        Accounts(bp.API_KEYS_TABLE.name, dynamodb_resource()).grant(owner, 100_000)
     made = {
         owner: httpx.Client(
             base_url=outputs["ApiUrl"], headers={"X-API-Key": store.create(owner)}, timeout=60

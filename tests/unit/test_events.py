@@ -151,3 +151,14 @@ def test_a_rejection_carries_the_apis_error_shape():
         "details": [{"field": "x"}],
     }
     assert event.id == "rejected:alice:order-7"
+
+
+def test_a_canceled_job_is_announced_refunded():
+    from imagegen.lifecycle import canceled
+
+    queued = job(debited_credits=24, credit_cost=24)
+    ended = changed(queued, canceled(NOW))
+    [event] = events_for_change(queued, ended, "b")
+    assert (event.type, event.status, event.creditCost) == ("job.canceled", "CANCELED", 0)
+    assert EventType(event.type).detail_type == "Image Job Canceled"
+    assert message_attributes(event)["eventType"]["StringValue"] == "job.canceled"

@@ -79,4 +79,8 @@ def test_credit_prices_come_from_configuration():
 
 
 def test_terminal_statuses():
-    assert [s for s in JobStatus if s.is_terminal] == [JobStatus.COMPLETED, JobStatus.FAILED]
+    assert [s for s in JobStatus if s.is_terminal] == [
+        JobStatus.COMPLETED,
+        JobStatus.FAILED,
+        JobStatus.CANCELED,
+    ]

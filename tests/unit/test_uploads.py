@@ -265,7 +265,7 @@ def test_constants_agree_with_the_blueprint():
     from imagegen_infra import blueprint as bp
 
     assert keys.EDITS_PREFIX == bp.EDITS_PREFIX
-    assert {"source": [JobSource.S3.value], "eventType": ["job.completed", "job.failed"]} == (
+    assert {"source": [JobSource.S3.value], "eventType": ["job.completed", "job.failed", "job.canceled"]} == (
         bp.S3_RESULT_FILTER_POLICY
     )
     assert bp.S3_EDIT_FUNCTION.handler == "s3_edit.handler.lambda_handler"

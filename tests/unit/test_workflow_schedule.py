@@ -11,6 +11,7 @@ import pytest
 from imagegen.errors import UpstreamTransientError
 from imagegen.lifecycle import new_job
 from imagegen.models import GenerateRequest, JobStatus, UpstreamTask
+from imagegen.providers.base import TaskState
 from imagegen.settings import PollSchedule, Settings
 from imagegen.workflow import JobWorkflow, StepState, _reason_from_catch
 from tests.fakes import InMemoryJobStore, InMemoryResults, ScriptedProvider
@@ -89,3 +90,29 @@ def test_caught_errors_become_readable_reasons():
     assert _reason_from_catch({"Error": "States.Timeout", "Cause": ""}) == "a workflow step timed out"
     assert _reason_from_catch({"Error": "States.Runtime", "Cause": "not json"}) == "States.Runtime: not json"
     assert _reason_from_catch(None) == "the job failed for an unknown reason"
+
+
+def _polled_after(seconds: float, progress: int, **schedule: float) -> int:
+    """The wait a poll returns for a task at `progress` % `seconds` after the job began."""
+    flow, provider, state, store = setup(**schedule)
+    began = NOW - timedelta(seconds=seconds)
+    task = UpstreamTask(slot=0, task_id="t")
+    store.update(state.jobId, lambda j: j.model_copy(update={"upstream_tasks": [task], "created_at": began}))
+    provider.polls = [TaskState(JobStatus.PROCESSING, progress)]
+    return flow.poll(state).waitSeconds
+
+
+def test_adaptive_polling_waits_until_the_finish_the_progress_predicts():
+    # 30 % after 3 s: 7 s to go; 75 % after 6 s: 2 s to go; rounded down, so never late.
+    assert _polled_after(3, 30, poll_interval_seconds=2) == 7
+    assert _polled_after(6, 75, poll_interval_seconds=2) == 2
+    assert _polled_after(5.5, 60, poll_interval_seconds=2) == 3  # 3.67 s to go
+    # Nearly done: one second (Wait states count whole seconds); far off: the cap.
+    assert _polled_after(9, 98, poll_interval_seconds=2) == 1
+    assert _polled_after(3, 1, poll_interval_seconds=2, max_poll_interval_seconds=10) == 10
+
+
+def test_without_a_progress_figure_or_when_off_the_interval_is_fixed():
+    assert _polled_after(3, 0, poll_interval_seconds=2) == 2  # queued: nothing to predict from
+    assert _polled_after(3, 30, poll_interval_seconds=2, adaptive_polling=False) == 2
+    assert _polled_after(3, 30, poll_interval_seconds=0) == 0  # tests' zero waits stay zero

@@ -330,3 +330,20 @@ def test_each_upstream_call_waits_at_most_the_time_left_before_the_deadline():
     assert len(timeouts) == 2
     for timeout in timeouts:
         assert all(0 < seconds <= 3 for seconds in timeout.values()), timeout
+
+
+# --- cancel -------------------------------------------------------------------------------------
+def test_a_canceled_job_is_left_alone_by_every_step():
+    from imagegen.lifecycle import canceled
+
+    world = World()
+    world.flow.create(world.state)
+    world.store.update(world.state.jobId, canceled(NOW))
+    writes = world.store.writes
+    world.primary.polls = [TaskState(JobStatus.COMPLETED, 100, image_urls=["https://x/0.png"])]
+    world.serve_images()
+
+    assert world.flow.poll(world.state).next == "done"
+    assert world.flow.finalize(world.state).next == "done"
+    assert world.primary.polled == [] and world.results.objects == {}
+    assert world.store.writes == writes and world.job.status is JobStatus.CANCELED

@@ -118,21 +118,24 @@ class Api(Construct):
         # Explicit routes, no catch-all: anything else is API Gateway's 404 below. The body is
         # validated in the function with pydantic, so validation errors come in our shape too.
         integration = apigw.LambdaIntegration(handler, proxy=True)
-        routes = [(self._resource(path), method) for method, path in bp.API_ROUTES]
-        methods = [resource.add_method(method, integration) for resource, method in routes]
+        by_path: dict[str, list[str]] = {}
+        for method, path in bp.API_ROUTES:
+            by_path.setdefault(path, []).append(method)
+        resources = {path: self._resource(path) for path in by_path}
+        methods = [resources[path].add_method(method, integration) for method, path in bp.API_ROUTES]
         cors_allow_origins = config.runtime.cors_allow_origins
-        if cors_allow_origins:
+        if cors_allow_origins:  # one preflight per resource, allowing each of its methods
             methods += [
-                resource.add_cors_preflight(
+                resources[path].add_cors_preflight(
                     allow_origins=cors_allow_origins,
-                    allow_methods=[method],
+                    allow_methods=allowed,
                     allow_headers=["Content-Type", "X-API-Key", "Idempotency-Key"],
                 )
-                for resource, method in routes
+                for path, allowed in by_path.items()
             ]
-        for method in methods:
-            acknowledge(method, "APIG4", NO_GATEWAY_AUTHORIZER)
-            acknowledge(method, "COG4", NO_GATEWAY_AUTHORIZER)
+        for deployed in methods:
+            acknowledge(deployed, "APIG4", NO_GATEWAY_AUTHORIZER)
+            acknowledge(deployed, "COG4", NO_GATEWAY_AUTHORIZER)
 
         self._rewrite_gateway_responses(cors_allow_origins)
         self._acknowledge_findings()

@@ -1,4 +1,4 @@
-"""The two DynamoDB tables of the blueprint: jobs and hashed API keys."""
+"""The two DynamoDB tables of the blueprint: jobs, and hashed API keys with their accounts."""
 
 from __future__ import annotations
 
@@ -38,6 +38,6 @@ def _table(scope: Construct, construct_id: str, spec: bp.TableSpec) -> dynamodb.
             index_name=index.name,
             partition_key=dynamodb.Attribute(name=index.partition_key, type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name=index.sort_key, type=dynamodb.AttributeType.STRING),
-            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+            projection_type=dynamodb.ProjectionType(index.projection),
         )
     return table
