@@ -317,8 +317,11 @@ def cmd_admin(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) -> in
         raise UsageError(
             f"the admin commands need the development packages ({exc.name}): run `make setup`"
         ) from None
-    argv = [ADMIN_COMMANDS[(args.group, args.action)], *args.rest]
-    if args.local:
+    # --local may come anywhere after the action, where argparse hands everything on as `rest`.
+    local = args.local or "--local" in args.rest
+    rest = [arg for arg in args.rest if arg != "--local"]
+    argv = [ADMIN_COMMANDS[(args.group, args.action)], *rest]
+    if local:
         local = _find(LOCAL_OUTPUTS, cwd)
         if local is None:
             raise UsageError(f"--local: no {LOCAL_OUTPUTS} (start the local stack with `imagegen local`)")
@@ -332,7 +335,7 @@ def cmd_admin(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) -> in
             }
         )
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-        if "--table" not in args.rest:
+        if "--table" not in rest:
             argv += ["--table", API_KEYS_TABLE.name]
     return int(admin.main(argv))
 

@@ -44,6 +44,15 @@ def submit_event(key: str) -> dict[str, Any]:
     return event
 
 
+def account_event(key: str) -> dict[str, Any]:
+    event = load_event("api/get_job.json")
+    event.update(resource="/v2/account", path="/v2/account", httpMethod="GET", pathParameters=None)
+    event["requestContext"].update(resourcePath="/v2/account", path="/prod/v2/account", httpMethod="GET")
+    event["headers"]["X-API-Key"] = key
+    event["multiValueHeaders"]["X-API-Key"] = [key]
+    return event
+
+
 def failing(error: Exception) -> Any:
     def fail(*_: Any, **__: Any) -> Any:
         raise error
@@ -56,10 +65,11 @@ def failing(error: Exception) -> Any:
 def test_dynamodb_unavailable_is_a_503_with_retry_after(stack, outputs, monkeypatch, where, kind):
     from imagegen.runtime import services
 
-    table = services().keys.table if where == "key lookup" else services().jobs.table
-    monkeypatch.setattr(
-        table, "get_item" if where == "key lookup" else "put_item", failing(UNAVAILABLE[kind])
-    )
+    # A job is written with its debit in one transaction (imagegen.jobs.JobStore.create).
+    if where == "key lookup":
+        monkeypatch.setattr(services().keys.table, "get_item", failing(UNAVAILABLE[kind]))
+    else:
+        monkeypatch.setattr(services().jobs.client, "transact_write_items", failing(UNAVAILABLE[kind]))
 
     status, headers, body = call(submit_event(outputs["ApiKey"]))
 
@@ -73,7 +83,7 @@ def test_a_refusal_that_is_our_bug_stays_a_500(stack, outputs, monkeypatch):
     from imagegen.runtime import services
 
     refused = ClientError({"Error": {"Code": "ValidationException", "Message": "bad key"}}, "PutItem")
-    monkeypatch.setattr(services().jobs.table, "put_item", failing(refused))
+    monkeypatch.setattr(services().jobs.client, "transact_write_items", failing(refused))
 
     status, headers, body = call(submit_event(outputs["ApiKey"]))
 
@@ -82,22 +92,25 @@ def test_a_refusal_that_is_our_bug_stays_a_500(stack, outputs, monkeypatch):
 
 
 def test_a_job_written_before_its_put_timed_out_is_failed_and_refunded(stack, outputs, monkeypatch):
-    """The PutItem reached DynamoDB and wrote the job, then its answer was lost: the caller gets
-    a 503 ("not charged, retry"), so the job must not stay QUEUED and charged until the sweep."""
+    """The write (the job and its debit) reached DynamoDB, then its answer was lost: the caller
+    gets a 503 ("retry"), so the job must not stay QUEUED and charged until the sweep."""
     from imagegen.runtime import services
 
-    table = services().jobs.table
+    client = services().jobs.client
     written: list[str] = []
-    put_item = table.put_item
+    transact = client.transact_write_items
 
     def write_then_time_out(**kwargs: Any) -> Any:
-        answer = put_item(**kwargs)
+        answer = transact(**kwargs)
         if written:  # only the create's answer is lost
             return answer
-        written.append(kwargs["Item"]["job_id"])
+        written.append(
+            kwargs["TransactItems"][0]["Put"]["Item"]["job_id"]
+        )  # the resource's client: plain values
         raise ReadTimeoutError(endpoint_url=ENDPOINT)
 
-    monkeypatch.setattr(table, "put_item", write_then_time_out)
+    balance = account_balance(outputs)
+    monkeypatch.setattr(client, "transact_write_items", write_then_time_out)
 
     status, _, body = call(submit_event(outputs["ApiKey"]))
 
@@ -106,4 +119,11 @@ def test_a_job_written_before_its_put_timed_out_is_failed_and_refunded(stack, ou
     [job_id] = written
     job = services().jobs.get(job_id)
     assert job.status.value == "FAILED" and job.charged_credits == 0
-    assert job.error and "not charged" in job.error
+    assert job.error and "refunded" in job.error
+    assert account_balance(outputs) == balance  # debited with the write, refunded with the failure
+
+
+def account_balance(outputs: dict[str, str]) -> int:
+    status, _, body = call(account_event(outputs["ApiKey"]))
+    assert status == 200, body
+    return int(body["balance"])
