@@ -265,6 +265,14 @@ def test_allowed_origins_get_the_cors_header_on_answers_and_errors(stack, output
     assert "Access-Control-Allow-Origin" not in answer_headers(ok)  # CORS off by default
 
 
+def account_balance(key: str) -> int:
+    event = with_key(load_event("api/get_job.json"), key)
+    event.update(resource="/v2/account", path="/v2/account", pathParameters=None)
+    status, body = call(event)
+    assert status == 200, body
+    return int(body["balance"])
+
+
 def test_a_submit_whose_first_write_answer_was_lost_still_starts_its_workflow(stack, outputs):
     """The PutItem lands but its answer is lost (a read timeout); botocore retries it and the retry
     meets the record the first attempt wrote. That record is this request's own: it must start."""
@@ -280,13 +288,20 @@ def test_a_submit_whose_first_write_answer_was_lost_still_starts_its_workflow(st
             landed.append(client._endpoint.http_session.send(request))  # really written
             raise ReadTimeoutError(endpoint_url=request.url)
 
-    client.meta.events.register("before-send.dynamodb.PutItem", land_then_lose_the_answer)
+    # The job is written with its debit in one transaction (imagegen.jobs.JobStore.create).
+    writes = ("before-send.dynamodb.TransactWriteItems", "before-send.dynamodb.PutItem")
+    balance = account_balance(outputs["ApiKey"])
+    for write in writes:
+        client.meta.events.register(write, land_then_lose_the_answer)
     try:
         status, body = call(with_key(load_event("api/generate_seed_example.json"), outputs["ApiKey"]))
     finally:
-        client.meta.events.unregister("before-send.dynamodb.PutItem", land_then_lose_the_answer)
+        for write in writes:
+            client.meta.events.unregister(write, land_then_lose_the_answer)
 
     assert landed and status == 202
+    cost = services().jobs.get(body["jobId"]).credit_cost
+    assert cost > 0 and account_balance(outputs["ApiKey"]) == balance - cost  # debited once
     execution_arn = outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + ":" + body["jobId"]
     execution = boto3.client("stepfunctions").describe_execution(executionArn=execution_arn)
     assert json.loads(execution["input"]) == {"jobId": body["jobId"]}
