@@ -23,7 +23,6 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -33,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_serializer
 
 from imagegen.errors import validation_details
 from imagegen.models import MODEL_ID, GenerateRequest, GptImageParams, JobSource, JobStatus, iso
+from imagegen.transport import retry_after_seconds
 
 USER_AGENT = "imagegen-python/0.1"
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -212,24 +212,6 @@ def _checked(response: httpx.Response) -> Any:
     if response.is_error:
         raise error_from_response(response)
     return response.json()
-
-
-def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
-    """`Retry-After` as seconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 # --- requests -----------------------------------------------------------------------------

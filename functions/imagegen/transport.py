@@ -31,6 +31,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -138,3 +140,22 @@ def bound_by_deadline(client: httpx.Client) -> httpx.Client:
     if within_deadline not in hooks["request"]:
         client.event_hooks = {**hooks, "request": [*hooks["request"], within_deadline]}
     return client
+
+
+def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
+    """`Retry-After` as seconds: delay-seconds or an HTTP date (RFC 9110 §10.2.3). Read from the
+    upstreams' answers (providers) and from our own API's (the SDK)."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

@@ -16,8 +16,6 @@ import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -30,6 +28,7 @@ from imagegen.transport import (
     is_transient_status,
     json_answer,
     json_or_none,
+    retry_after_seconds,
     status_failure,
     transport_failure,
 )
@@ -216,21 +215,3 @@ def progress_of(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return 0
     return max(0, min(int(value), 99))
-
-
-def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
-    """Retry-After as seconds: either delay-seconds or an HTTP-date (RFC 9110)."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
